@@ -1,0 +1,554 @@
+//! The library's own store (SPEC §3, config key `state`): what the hot path reads.
+//!
+//! One LMDB file, main database only, keys:
+//! - `!schema`        → [`SCHEMA`]; a file without it (or with another) is moved aside;
+//! - `d:DOMAIN`       → an [`Entry`]: a policy, or what is known of a domain without one;
+//! - `l:DOMAIN`       → a fetch lease: (pid, until), so that concurrent processes asking
+//!   for the same new domain cause one fetch (SPEC §8).
+//!
+//! The environment is opened once per process and afresh after `fork()`; a read keeps a
+//! reset read transaction between calls (renewing it costs ~30 ns). Exim is never pointed
+//! at this file.
+
+use crate::lmdbfile::{self, OpenError};
+use crate::policy::Mode;
+use lmdb::{Cursor, Database, Environment, EnvironmentFlags, InactiveTransaction, Transaction, WriteFlags};
+use std::path::{Path, PathBuf};
+
+pub const SCHEMA_KEY: &[u8] = b"!schema";
+pub const SCHEMA: &[u8] = b"exim-mta-sts state 1";
+
+/// What an entry records about a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A policy fetched under `id`, valid until `expires`.
+    Policy,
+    /// No usable `_mta-sts` record (negative cache) until `expires`.
+    NoSts,
+    /// A valid record `id`, but the fetch failed and nothing was cached; the answer follows
+    /// `fetch_failure` until `expires` (RFC 8461 §3.3's five-minute back-off).
+    FetchFailed,
+    /// DNS failed temporarily with nothing cached: `fail` until `expires`.
+    TempFail,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Policy => 1,
+            Kind::NoSts => 2,
+            Kind::FetchFailed => 3,
+            Kind::TempFail => 4,
+        }
+    }
+    fn from_code(c: u8) -> Option<Kind> {
+        Some(match c {
+            1 => Kind::Policy,
+            2 => Kind::NoSts,
+            3 => Kind::FetchFailed,
+            4 => Kind::TempFail,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Policy => "policy",
+            Kind::NoSts => "no-mta-sts",
+            Kind::FetchFailed => "fetch-failed",
+            Kind::TempFail => "dns-tempfail",
+        }
+    }
+}
+
+fn mode_code(m: Mode) -> u8 {
+    match m {
+        Mode::None => 0,
+        Mode::Testing => 1,
+        Mode::Enforce => 2,
+    }
+}
+
+fn mode_from(c: u8) -> Option<Mode> {
+    Some(match c {
+        0 => Mode::None,
+        1 => Mode::Testing,
+        2 => Mode::Enforce,
+        _ => return None,
+    })
+}
+
+/// One domain's entry, borrowed from the database (or from an owned buffer).
+/// Times are Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    pub kind: Kind,
+    /// The policy's mode (meaningful for [`Kind::Policy`]).
+    pub mode: Mode,
+    /// When this entry stops being usable as it is.
+    pub expires: u64,
+    /// When the `_mta-sts` TXT record was last checked.
+    pub checked: u64,
+    /// When the policy was fetched.
+    pub fetched: u64,
+    /// No fetch for this domain before this time (back-off after a failure).
+    pub retry_after: u64,
+    /// The TXT `id` the policy was fetched under (or that failed).
+    pub id: &'a str,
+    /// The `mx` patterns, colon-separated (the shared database's form).
+    pub mx: &'a str,
+    /// The TLSRPT destinations (the shared database's `:report` form).
+    pub report: &'a str,
+    /// The policy as served.
+    pub text: &'a str,
+    /// The last problem seen (failure reason), for the admin tool.
+    pub note: &'a str,
+    /// The TXT `id` whose fetch failed last (RFC 8461 §3.3: back-off is per id).
+    pub failed_id: &'a str,
+}
+
+const MAGIC: u8 = b'S';
+const HEADER: usize = 3 + 4 * 8;
+
+impl<'a> Entry<'a> {
+    pub fn mx_patterns(&self) -> impl Iterator<Item = &'a str> {
+        self.mx.split(':').filter(|p| !p.is_empty())
+    }
+
+    /// Serialises: magic, kind, mode, four u64 (LE), then six length-prefixed strings.
+    pub fn encode(&self) -> Vec<u8> {
+        let strings = [self.id, self.mx, self.report, self.text, self.note, self.failed_id];
+        let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
+        out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode)]);
+        for t in [self.expires, self.checked, self.fetched, self.retry_after] {
+            out.extend_from_slice(&t.to_le_bytes());
+        }
+        for s in strings {
+            let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(s.as_bytes().get(..len as usize).unwrap_or_default());
+        }
+        out
+    }
+
+    /// Reads an encoded entry without copying; `None` when the bytes are not one.
+    pub fn decode(b: &'a [u8]) -> Option<Entry<'a>> {
+        let (&[magic, kind, mode], rest) = b.split_first_chunk::<3>()?;
+        if magic != MAGIC {
+            return None;
+        }
+        let mut rest = rest;
+        let mut times = [0u64; 4];
+        for t in &mut times {
+            let (n, r) = rest.split_first_chunk::<8>()?;
+            *t = u64::from_le_bytes(*n);
+            rest = r;
+        }
+        let mut strings = [""; 6];
+        for s in &mut strings {
+            let (n, r) = rest.split_first_chunk::<4>()?;
+            let len = u32::from_le_bytes(*n) as usize;
+            let (bytes, r) = r.split_at_checked(len)?;
+            *s = std::str::from_utf8(bytes).ok()?;
+            rest = r;
+        }
+        let [expires, checked, fetched, retry_after] = times;
+        let [id, mx, report, text, note, failed_id] = strings;
+        Some(Entry {
+            kind: Kind::from_code(kind)?,
+            mode: mode_from(mode)?,
+            expires,
+            checked,
+            fetched,
+            retry_after,
+            id,
+            mx,
+            report,
+            text,
+            note,
+            failed_id,
+        })
+    }
+}
+
+/// An [`Entry`] that owns its strings (built by the cold path, or copied out of a
+/// read transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedEntry {
+    pub kind: Kind,
+    pub mode: Mode,
+    pub expires: u64,
+    pub checked: u64,
+    pub fetched: u64,
+    pub retry_after: u64,
+    pub id: String,
+    pub mx: String,
+    pub report: String,
+    pub text: String,
+    pub note: String,
+    pub failed_id: String,
+}
+
+impl OwnedEntry {
+    /// An entry of `kind` with no policy data.
+    pub fn bare(kind: Kind, expires: u64, checked: u64) -> OwnedEntry {
+        OwnedEntry {
+            kind,
+            mode: Mode::None,
+            expires,
+            checked,
+            fetched: 0,
+            retry_after: 0,
+            id: String::new(),
+            mx: String::new(),
+            report: String::new(),
+            text: String::new(),
+            note: String::new(),
+            failed_id: String::new(),
+        }
+    }
+
+    pub fn view(&self) -> Entry<'_> {
+        Entry {
+            kind: self.kind,
+            mode: self.mode,
+            expires: self.expires,
+            checked: self.checked,
+            fetched: self.fetched,
+            retry_after: self.retry_after,
+            id: &self.id,
+            mx: &self.mx,
+            report: &self.report,
+            text: &self.text,
+            note: &self.note,
+            failed_id: &self.failed_id,
+        }
+    }
+}
+
+impl Entry<'_> {
+    pub fn to_owned_entry(&self) -> OwnedEntry {
+        OwnedEntry {
+            kind: self.kind,
+            mode: self.mode,
+            expires: self.expires,
+            checked: self.checked,
+            fetched: self.fetched,
+            retry_after: self.retry_after,
+            id: self.id.to_owned(),
+            mx: self.mx.to_owned(),
+            report: self.report.to_owned(),
+            text: self.text.to_owned(),
+            note: self.note.to_owned(),
+            failed_id: self.failed_id.to_owned(),
+        }
+    }
+}
+
+/// A problem with the store. The caller answers from live lookups and logs it.
+#[derive(Debug)]
+pub enum CacheError {
+    Open(OpenError),
+    Lmdb(lmdb::Error),
+}
+
+impl std::fmt::Display for CacheError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheError::Open(e) => e.fmt(f),
+            CacheError::Lmdb(e) => write!(f, "state database: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+impl From<lmdb::Error> for CacheError {
+    fn from(e: lmdb::Error) -> Self {
+        CacheError::Lmdb(e)
+    }
+}
+
+/// Builds `prefix` + `domain` in a stack buffer.
+fn key<'b>(prefix: u8, domain: &str, buf: &'b mut [u8; 2 + crate::domain::MAX_LEN]) -> &'b [u8] {
+    let d = domain.as_bytes();
+    let n = d.len().min(crate::domain::MAX_LEN);
+    let (head, tail) = buf.split_at_mut(2);
+    head.copy_from_slice(&[prefix, b':']);
+    for (dst, src) in tail.iter_mut().zip(d) {
+        *dst = *src;
+    }
+    buf.get(..2 + n).unwrap_or_default()
+}
+
+/// The store, open in this process.
+pub struct Store {
+    env: &'static Environment,
+    db: Database,
+    path: PathBuf,
+    /// A reset read transaction kept between reads.
+    idle: Option<InactiveTransaction<'static>>,
+}
+
+// SAFETY: the environment is opened with MDB_NOTLS, so a (reset) read transaction is not
+// tied to the thread that began it (lmdb.h: "A thread may use parallel read-only
+// transactions … read-only transactions … not tied to threads"); a Store is only ever
+// used by one thread at a time (the process-wide Mutex), which LMDB requires.
+#[allow(unsafe_code)]
+unsafe impl Send for Store {}
+
+impl Store {
+    /// Opens (creating, or rebuilding a damaged file) the store at `path`.
+    pub fn open(path: &Path) -> Result<Store, CacheError> {
+        // NO_TLS: reader slots belong to transactions, not threads, so the reset read
+        // transaction can be kept between calls.
+        let env = lmdbfile::open(path, EnvironmentFlags::NO_TLS, check_schema).map_err(CacheError::Open)?;
+        let db = env.open_db(None)?;
+        // The environment lives as long as the process: a forked child abandons it
+        // (see `abandon`) and opens its own, as LMDB requires.
+        let env: &'static Environment = Box::leak(Box::new(env));
+        Ok(Store { env, db, path: path.to_owned(), idle: None })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// In a forked child: forget this store without closing anything. Closing the
+    /// environment or aborting the kept transaction would release the *parent's* locks
+    /// and reader slot, which live in shared memory.
+    pub fn abandon(mut self) {
+        if let Some(t) = self.idle.take() {
+            std::mem::forget(t);
+        }
+        std::mem::forget(self);
+    }
+
+    /// Reads the entry of `domain` and passes it (or `None`) to `f`, inside one read
+    /// transaction. Undecodable bytes are treated as no entry.
+    pub fn read<R>(&mut self, domain: &str, f: impl FnOnce(Option<Entry<'_>>) -> R) -> Result<R, CacheError> {
+        let txn = match self.idle.take() {
+            Some(t) => t.renew()?,
+            None => self.env.begin_ro_txn()?,
+        };
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let r = match txn.get(self.db, &key(b'd', domain, &mut kb)) {
+            Ok(bytes) => f(Entry::decode(bytes)),
+            Err(lmdb::Error::NotFound) => f(None),
+            Err(e) => return Err(e.into()),
+        };
+        self.idle = Some(txn.reset());
+        Ok(r)
+    }
+
+    fn write_txn<R>(
+        &self,
+        body: impl Fn(&mut lmdb::RwTransaction<'_>) -> Result<R, lmdb::Error>,
+    ) -> Result<R, CacheError> {
+        for attempt in 0..2 {
+            let result = self.env.begin_rw_txn().and_then(|mut txn| {
+                let r = body(&mut txn)?;
+                txn.commit()?;
+                Ok(r)
+            });
+            match result {
+                // Another process grew the map: adopt its size and retry once.
+                Err(lmdb::Error::MapResized) if attempt == 0 => self.env.set_map_size(0)?,
+                other => return other.map_err(CacheError::from),
+            }
+        }
+        Err(CacheError::Lmdb(lmdb::Error::MapResized))
+    }
+
+    /// Stores the entry of `domain`.
+    pub fn put(&self, domain: &str, entry: &Entry<'_>) -> Result<(), CacheError> {
+        let bytes = entry.encode();
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let k = key(b'd', domain, &mut kb).to_vec();
+        self.write_txn(|t| t.put(self.db, &k, &bytes, WriteFlags::empty()))
+    }
+
+    /// Drops everything about `domain`. Returns whether it had an entry.
+    pub fn forget(&self, domain: &str) -> Result<bool, CacheError> {
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let k = key(b'd', domain, &mut kb).to_vec();
+        self.write_txn(|t| match t.del(self.db, &k, None) {
+            Ok(()) => Ok(true),
+            Err(lmdb::Error::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Takes the fetch lease of `domain` for this process until `until`, unless a live
+    /// process holds it. Returns whether we hold it now.
+    pub fn take_lease(&self, domain: &str, now: u64, until: u64) -> Result<bool, CacheError> {
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let k = key(b'l', domain, &mut kb).to_vec();
+        let me = crate::sys::pid();
+        self.write_txn(|t| {
+            if let Ok(v) = t.get(self.db, &k)
+                && let Some((pid, exp)) = decode_lease(v)
+                && pid != me
+                && exp > now
+                && crate::sys::process_alive(pid)
+            {
+                return Ok(false);
+            }
+            let mut v = me.to_le_bytes().to_vec();
+            v.extend_from_slice(&until.to_le_bytes());
+            t.put(self.db, &k, &v, WriteFlags::empty())?;
+            Ok(true)
+        })
+    }
+
+    /// Is the fetch lease of `domain` held by another live process?
+    pub fn lease_held_by_other(&mut self, domain: &str, now: u64) -> Result<bool, CacheError> {
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let k = key(b'l', domain, &mut kb).to_vec();
+        let txn = self.env.begin_ro_txn()?;
+        let held = match txn.get(self.db, &k) {
+            Ok(v) => decode_lease(v).is_some_and(|(pid, exp)| {
+                pid != crate::sys::pid() && exp > now && crate::sys::process_alive(pid)
+            }),
+            Err(lmdb::Error::NotFound) => false,
+            Err(e) => return Err(e.into()),
+        };
+        drop(txn);
+        Ok(held)
+    }
+
+    /// Releases our lease of `domain`.
+    pub fn release_lease(&self, domain: &str) -> Result<(), CacheError> {
+        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+        let k = key(b'l', domain, &mut kb).to_vec();
+        let me = crate::sys::pid();
+        self.write_txn(|t| {
+            let mine = t.get(self.db, &k).ok().and_then(decode_lease).is_some_and(|(pid, _)| pid == me);
+            if mine {
+                t.del(self.db, &k, None)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Every domain entry, for the admin tool: (domain, encoded entry).
+    pub fn entries(&self) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
+        let txn = self.env.begin_ro_txn()?;
+        let mut out = Vec::new();
+        {
+            let mut cur = txn.open_ro_cursor(self.db)?;
+            for item in cur.iter_from(b"d:") {
+                let (k, v) = item?;
+                let Some(domain) = k.strip_prefix(b"d:") else { break };
+                out.push((String::from_utf8_lossy(domain).into_owned(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn decode_lease(v: &[u8]) -> Option<(u32, u64)> {
+    let (pid, rest) = v.split_first_chunk::<4>()?;
+    let (until, _) = rest.split_first_chunk::<8>()?;
+    Some((u32::from_le_bytes(*pid), u64::from_le_bytes(*until)))
+}
+
+/// A new (empty) store gets the schema key; an existing one must carry ours.
+fn check_schema(env: &Environment) -> Result<(), String> {
+    let db = env.open_db(None).map_err(|e| e.to_string())?;
+    {
+        let txn = env.begin_ro_txn().map_err(|e| e.to_string())?;
+        match txn.get(db, &SCHEMA_KEY) {
+            Ok(v) if v == SCHEMA => return Ok(()),
+            Ok(v) => {
+                return Err(format!(
+                    "schema {:?} is not {:?}",
+                    String::from_utf8_lossy(v),
+                    String::from_utf8_lossy(SCHEMA)
+                ));
+            }
+            Err(lmdb::Error::NotFound) => {
+                let empty = txn.open_ro_cursor(db).map_err(|e| e.to_string())?.iter_start().next().is_none();
+                if !empty {
+                    return Err("not an exim-mta-sts state database (no schema key)".into());
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let mut txn = env.begin_rw_txn().map_err(|e| e.to_string())?;
+    txn.put(db, &SCHEMA_KEY, &SCHEMA, WriteFlags::empty()).map_err(|e| e.to_string())?;
+    txn.commit().map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Entry<'static> {
+        Entry {
+            kind: Kind::Policy,
+            mode: Mode::Enforce,
+            expires: 1_800_000_000,
+            checked: 1_700_000_000,
+            fetched: 1_700_000_001,
+            retry_after: 0,
+            id: "20240101",
+            mx: "mx1.example.com:*.example.net",
+            report: "tlsrpt@example.com",
+            text: "version: STSv1\nmode: enforce\n",
+            note: "",
+            failed_id: "",
+        }
+    }
+
+    #[test]
+    fn entry_round_trips() {
+        let e = sample();
+        let bytes = e.encode();
+        assert_eq!(Entry::decode(&bytes), Some(e));
+        assert_eq!(e.mx_patterns().collect::<Vec<_>>(), ["mx1.example.com", "*.example.net"]);
+    }
+
+    #[test]
+    fn garbage_entries_decode_to_none() {
+        let bytes = sample().encode();
+        for cut in 0..bytes.len() {
+            assert_eq!(Entry::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut bad = bytes.clone();
+        bad[0] = b'X';
+        assert_eq!(Entry::decode(&bad), None);
+        let mut bad = bytes.clone();
+        bad[1] = 9;
+        assert_eq!(Entry::decode(&bad), None);
+    }
+
+    #[test]
+    fn store_put_read_forget_and_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.mdb");
+        let mut s = Store::open(&path).unwrap();
+        assert_eq!(s.read("example.com", |e| e.is_none()).unwrap(), true);
+        s.put("example.com", &sample()).unwrap();
+        assert_eq!(
+            s.read("example.com", |e| e.map(|e| e.id.to_owned())).unwrap().as_deref(),
+            Some("20240101")
+        );
+        assert_eq!(s.entries().unwrap().len(), 1);
+        assert!(s.forget("example.com").unwrap());
+        assert!(!s.forget("example.com").unwrap());
+        assert!(lmdbfile::lock_path(&path).exists());
+    }
+
+    #[test]
+    fn lease_is_exclusive_between_live_processes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("state.mdb")).unwrap();
+        assert!(s.take_lease("a.example", 100, 200).unwrap());
+        // Our own lease does not block us.
+        assert!(!s.lease_held_by_other("a.example", 150).unwrap());
+        assert!(s.take_lease("a.example", 100, 200).unwrap());
+        s.release_lease("a.example").unwrap();
+        assert!(!s.lease_held_by_other("a.example", 150).unwrap());
+    }
+}

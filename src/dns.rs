@@ -1,0 +1,280 @@
+//! A small synchronous DNS stub resolver over the system's resolver configuration
+//! (`/etc/resolv.conf`): the servers, per-try timeout and attempts it names, UDP with TCP
+//! on truncation, and an overall deadline. Queries carry RD, AD (RFC 6840 §5.7) and EDNS0,
+//! so a validating resolver reports whether the answer was DNSSEC-authenticated.
+//!
+//! Why not hickory-resolver (README "DNS"): it has no synchronous API, never asks for AD,
+//! and brings tokio, whose threads and runtime do not survive Exim's `fork()`. This stub
+//! spawns no threads and keeps no sockets between questions, so it is fork-safe.
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+pub use hickory_proto::rr::RecordType as Type;
+
+/// Where the resolver configuration lives.
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// A temporary failure: no server gave a usable answer in time (timeout, SERVFAIL,
+/// REFUSED, network error). RFC 8461 §3.3/§5.1: a cached policy stays in force; with
+/// nothing cached the library cannot know the domain's policy and answers `fail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsError(pub String);
+
+impl fmt::Display for DnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "temporary DNS failure: {}", self.0)
+    }
+}
+
+impl std::error::Error for DnsError {}
+
+/// A definite answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer<T> {
+    /// The records of the asked type, after any CNAME chain. Empty for NXDOMAIN or NODATA.
+    pub items: Vec<T>,
+    /// NXDOMAIN (rather than NODATA or records).
+    pub nxdomain: bool,
+    /// The resolver set AD and is trusted to validate (loopback, or `options trust-ad`).
+    pub authentic: bool,
+    /// The smallest TTL of the records used (0 when there are none).
+    pub ttl: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    servers: Vec<SocketAddr>,
+    per_try: Duration,
+    attempts: u32,
+    deadline: Duration,
+    trust_ad: bool,
+}
+
+const EDNS_PAYLOAD: u16 = 1232;
+
+impl Resolver {
+    /// Reads `/etc/resolv.conf` as glibc does: no servers means 127.0.0.1; AD is trusted
+    /// only from loopback servers or with `options trust-ad`.
+    pub fn from_system(deadline: Duration) -> Resolver {
+        let text = std::fs::read(RESOLV_CONF).unwrap_or_default();
+        let (conf, _errors) = resolv_conf::Config::parse_with_errors(&text);
+        let mut servers: Vec<SocketAddr> =
+            conf.nameservers.iter().map(|ip| SocketAddr::new(IpAddr::from(ip.clone()), 53)).collect();
+        if servers.is_empty() {
+            servers.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53));
+        }
+        let trust_ad = conf.trust_ad || servers.iter().all(|s| s.ip().is_loopback());
+        Resolver {
+            servers,
+            per_try: Duration::from_secs(u64::from(conf.timeout.clamp(1, 30))),
+            attempts: conf.attempts.clamp(1, 5),
+            deadline,
+            trust_ad,
+        }
+    }
+
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.servers
+    }
+
+    /// TXT records of `name`, each with its strings concatenated without separator
+    /// (RFC 8461 §3.1, RFC 8460 §3). Bytes that are not UTF-8 become U+FFFD, which
+    /// the US-ASCII parsers then reject.
+    pub fn txt(&self, name: &str) -> Result<Answer<String>, DnsError> {
+        self.lookup(name, RecordType::TXT, |data| match data {
+            RData::TXT(txt) => {
+                let bytes: Vec<u8> = txt.txt_data.iter().flat_map(|s| s.iter().copied()).collect();
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            _ => None,
+        })
+    }
+
+    /// MX records of `name` as (preference, host without the trailing dot).
+    pub fn mx(&self, name: &str) -> Result<Answer<(u16, String)>, DnsError> {
+        self.lookup(name, RecordType::MX, |data| match data {
+            RData::MX(mx) => Some((mx.preference, trim_dot(mx.exchange.to_ascii()))),
+            _ => None,
+        })
+    }
+
+    /// IPv4 and IPv6 addresses of `name`.
+    pub fn addrs(&self, name: &str) -> Result<Vec<IpAddr>, DnsError> {
+        let v4 = self.lookup(name, RecordType::A, |d| match d {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        });
+        let v6 = self.lookup(name, RecordType::AAAA, |d| match d {
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        });
+        match (v4, v6) {
+            (Ok(a), Ok(b)) => Ok(a.items.into_iter().chain(b.items).collect()),
+            (Ok(a), Err(_)) if !a.items.is_empty() => Ok(a.items),
+            (Err(_), Ok(b)) if !b.items.is_empty() => Ok(b.items),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// Asks for `name`/`rtype` and maps each record of that type with `pick`.
+    pub fn lookup<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Answer<T>, DnsError> {
+        let qname = Name::from_ascii(name).map_err(|e| DnsError(format!("bad name {name:?}: {e}")))?;
+        let response = self.ask(&qname, rtype)?;
+        let nxdomain = response.metadata.response_code == ResponseCode::NXDomain;
+        let used: Vec<&Record> = response.answers.iter().filter(|r| r.record_type() == rtype).collect();
+        let ttl = used.iter().map(|r| r.ttl).min().unwrap_or(0);
+        Ok(Answer {
+            items: used.iter().filter_map(|r| pick(&r.data)).collect(),
+            nxdomain,
+            authentic: self.trust_ad && response.metadata.authentic_data,
+            ttl,
+        })
+    }
+
+    /// One question to the configured servers, in order, `attempts` rounds, within the
+    /// deadline. Returns the first NOERROR or NXDOMAIN response.
+    fn ask(&self, qname: &Name, rtype: RecordType) -> Result<Message, DnsError> {
+        let start = Instant::now();
+        let mut last = String::from("no server answered");
+        for _ in 0..self.attempts {
+            for server in &self.servers {
+                let left = self.deadline.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(DnsError(format!(
+                        "{qname} {rtype}: no answer within {:?} ({last})",
+                        self.deadline
+                    )));
+                }
+                match self.ask_server(*server, qname, rtype, self.per_try.min(left)) {
+                    Ok(m) => match m.metadata.response_code {
+                        ResponseCode::NoError | ResponseCode::NXDomain => return Ok(m),
+                        rc => last = format!("{server} answered {rc}"),
+                    },
+                    Err(e) => last = format!("{server}: {e}"),
+                }
+            }
+        }
+        Err(DnsError(format!("{qname} {rtype}: {last}")))
+    }
+
+    fn ask_server(
+        &self,
+        server: SocketAddr,
+        qname: &Name,
+        rtype: RecordType,
+        wait: Duration,
+    ) -> Result<Message, String> {
+        let mut id = [0u8; 2];
+        getrandom::fill(&mut id).map_err(|e| format!("no random query id: {e}"))?;
+        let id = u16::from_ne_bytes(id);
+        let mut query = Message::new(id, MessageType::Query, OpCode::Query);
+        query.metadata.recursion_desired = true;
+        query.metadata.authentic_data = true;
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        query.set_edns(edns);
+        query.add_query(Query::query(qname.clone(), rtype));
+        let wire = query.to_vec().map_err(|e| e.to_string())?;
+
+        let response = udp_exchange(server, &wire, wait, id, qname, rtype)?;
+        if !response.metadata.truncation {
+            return Ok(response);
+        }
+        tcp_exchange(server, &wire, wait, id, qname, rtype)
+    }
+}
+
+fn trim_dot(mut s: String) -> String {
+    if s.ends_with('.') {
+        s.pop();
+    }
+    s
+}
+
+/// Is `m` the answer to our question (id, QR bit, question section)?
+fn matches(m: &Message, id: u16, qname: &Name, rtype: RecordType) -> bool {
+    m.metadata.id == id
+        && m.metadata.message_type == MessageType::Response
+        && m.queries.len() == 1
+        && m.queries.first().is_some_and(|q| q.query_type() == rtype && q.name().eq_ignore_root(qname))
+}
+
+fn udp_exchange(
+    server: SocketAddr,
+    wire: &[u8],
+    wait: Duration,
+    id: u16,
+    qname: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    let bind: SocketAddr = match server {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(bind).map_err(|e| format!("udp: {e}"))?;
+    // connect(): the kernel drops datagrams from any other address.
+    sock.connect(server).map_err(|e| format!("udp: {e}"))?;
+    sock.send(wire).map_err(|e| format!("udp: {e}"))?;
+    let until = Instant::now() + wait;
+    let mut buf = vec![0u8; usize::from(EDNS_PAYLOAD).max(512) + 512];
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("udp: timed out after {wait:?}"));
+        }
+        sock.set_read_timeout(Some(left)).map_err(|e| format!("udp: {e}"))?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(format!("udp: timed out after {wait:?}"));
+            }
+            Err(e) => return Err(format!("udp: {e}")),
+        };
+        // A stray or forged datagram is skipped, not taken as the answer.
+        if let Ok(m) = Message::from_vec(buf.get(..n).unwrap_or_default())
+            && matches(&m, id, qname, rtype)
+        {
+            return Ok(m);
+        }
+    }
+}
+
+fn tcp_exchange(
+    server: SocketAddr,
+    wire: &[u8],
+    wait: Duration,
+    id: u16,
+    qname: &Name,
+    rtype: RecordType,
+) -> Result<Message, String> {
+    let until = Instant::now() + wait;
+    let mut s = TcpStream::connect_timeout(&server, wait).map_err(|e| format!("tcp: {e}"))?;
+    let left = || until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    s.set_write_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
+    let len = u16::try_from(wire.len()).map_err(|_| "tcp: query too long".to_string())?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(wire);
+    s.write_all(&framed).map_err(|e| format!("tcp: {e}"))?;
+    s.set_read_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| format!("tcp: {e}"))?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.set_read_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
+    s.read_exact(&mut buf).map_err(|e| format!("tcp: {e}"))?;
+    let m = Message::from_vec(&buf).map_err(|e| format!("tcp: bad response: {e}"))?;
+    if matches(&m, id, qname, rtype) {
+        Ok(m)
+    } else {
+        Err("tcp: response does not match the question".into())
+    }
+}

@@ -1,0 +1,218 @@
+//! The policy fetch over HTTPS (RFC 8461 §3.2, §3.3): `GET
+//! https://mta-sts.DOMAIN/.well-known/mta-sts.txt` against the system trust store, with
+//! SNI, no redirects, status 200 only, `text/plain`, a streamed size limit and one
+//! deadline for the whole exchange.
+//!
+//! Host names are resolved through this crate's DNS stub ([`crate::dns`]): ureq's own
+//! resolver starts a thread per request when a timeout is set, and a thread stuck in
+//! `getaddrinfo` would make Exim's next `fork()` unsafe. No connection is pooled, so
+//! nothing is shared with a forked child.
+
+use crate::dns;
+use crate::policy::{self, ParseError, Policy};
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+
+/// What to fetch with.
+#[derive(Debug, Clone)]
+pub struct FetchOptions {
+    pub timeout: Duration,
+    pub max_size: u64,
+    pub require_text_plain: bool,
+}
+
+/// A fetched and parsed policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    /// The body as served (kept for TLSRPT's `policy-string`, RFC 8460 §4.5).
+    pub text: String,
+    pub policy: Policy,
+}
+
+/// Which TLSRPT failure (RFC 8460 §4.3.2.2) a fetch error is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// `sts-policy-fetch-error`: host unreachable, timeout, non-200, redirect, too big.
+    FetchError,
+    /// `sts-webpki-invalid`: the policy host's certificate failed PKIX validation.
+    WebPkiInvalid,
+    /// `sts-policy-invalid`: the body is not a valid policy.
+    PolicyInvalid,
+}
+
+/// Why no policy was obtained. In every case RFC 8461 §3.3 requires the same next step:
+/// keep an unexpired cached policy if there is one, else deliver as though the domain had
+/// no MTA-STS (or `fail`, with `fetch_failure = "fail"`), and do not retry this `id`
+/// for five minutes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for FetchError {}
+
+fn fail(kind: FailureKind, reason: impl Into<String>) -> FetchError {
+    FetchError { kind, reason: reason.into() }
+}
+
+/// The URL of a domain's policy (RFC 8461 §3.2), `domain` already in A-label form.
+pub fn policy_url(domain: &str) -> String {
+    format!("https://mta-sts.{domain}/.well-known/mta-sts.txt")
+}
+
+/// Resolves the policy host through [`dns::Resolver`], within ureq's remaining time.
+#[derive(Debug)]
+struct StubResolver(dns::Resolver);
+
+impl Resolver for StubResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        _config: &ureq::config::Config,
+        _timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().ok_or(ureq::Error::HostNotFound)?;
+        let port = uri.port_u16().unwrap_or(443);
+        let ips = self.0.addrs(host).map_err(|e| ureq::Error::Io(std::io::Error::other(e.to_string())))?;
+        let mut out = self.empty();
+        for ip in ips.into_iter().take(16) {
+            out.push(SocketAddr::new(ip, port));
+        }
+        if out.is_empty() { Err(ureq::Error::HostNotFound) } else { Ok(out) }
+    }
+}
+
+/// An HTTPS client set up for policy fetches. Build one per process (it loads the
+/// system's CA certificates) and a new one after `fork()`.
+pub struct Fetcher {
+    agent: ureq::Agent,
+    opts: FetchOptions,
+}
+
+impl Fetcher {
+    pub fn new(resolver: dns::Resolver, opts: FetchOptions) -> Fetcher {
+        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+        let config = ureq::Agent::config_builder()
+            // RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .https_only(true)
+            // RFC.md A-26: no proxy from the environment.
+            .proxy(None)
+            // RFC 8461 §3.3: "HTTP caching … MUST NOT be used"; no pooled connections
+            // either, so that nothing is shared with a forked child.
+            .max_idle_connections(0)
+            .max_idle_connections_per_host(0)
+            // RFC 8461 §3.3 MAY: one deadline for everything, body included.
+            .timeout_global(Some(opts.timeout))
+            .user_agent(concat!("exim-mta-sts/", env!("CARGO_PKG_VERSION")))
+            // RFC 8461 §3.3 / §7.1: PKIX validation against the system's roots, with
+            // SNI set to the policy host (the URL's host).
+            .tls_config(
+                TlsConfig::builder()
+                    .provider(TlsProvider::Rustls)
+                    .root_certs(RootCerts::PlatformVerifier)
+                    .use_sni(true)
+                    .build(),
+            )
+            .build();
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), StubResolver(resolver));
+        Fetcher { agent, opts }
+    }
+
+    /// Fetches and parses the policy of `domain` (A-label form).
+    pub fn fetch(&self, domain: &str) -> Result<Fetched, FetchError> {
+        let url = policy_url(domain);
+        let mut resp = self.agent.get(&url).call().map_err(|e| classify(&url, e))?;
+        let status = resp.status().as_u16();
+        // RFC 8461 §3.3: "Policies fetched via HTTPS are only valid if the HTTP response
+        // code is 200 (OK). HTTP 3xx redirects MUST NOT be followed".
+        if status != 200 {
+            let what = if (300..400).contains(&status) { " (redirects are not followed)" } else { "" };
+            return Err(fail(FailureKind::FetchError, format!("{url}: HTTP status {status}{what}")));
+        }
+        if self.opts.require_text_plain {
+            // RFC 8461 §3.2 SHOULD; RFC.md A-01: media type text/plain, parameters ignored.
+            let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !is_text_plain(ctype) {
+                return Err(fail(
+                    FailureKind::FetchError,
+                    format!("{url}: Content-Type {ctype:?} is not text/plain"),
+                ));
+            }
+        }
+        // RFC 8461 §3.3 MAY (RFC.md A-15): past the limit the fetch fails; a body is
+        // never truncated and parsed.
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(self.opts.max_size)
+            .read_to_vec()
+            .map_err(|e| classify(&url, e))?;
+        // RFC.md A-02: the charset parameter is ignored; the body must be UTF-8.
+        let text = String::from_utf8(body).map_err(|_| invalid(&url, &ParseError::NotUtf8))?;
+        let policy = policy::parse_policy(&text).map_err(|e| invalid(&url, &e))?;
+        Ok(Fetched { text, policy })
+    }
+}
+
+fn invalid(url: &str, e: &ParseError) -> FetchError {
+    fail(FailureKind::PolicyInvalid, format!("{url}: invalid policy: {e}"))
+}
+
+fn is_text_plain(ctype: &str) -> bool {
+    let media = ctype.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("text/plain")
+}
+
+/// Sorts a ureq error into a TLSRPT failure kind with a readable reason.
+fn classify(url: &str, e: ureq::Error) -> FetchError {
+    let kind = if is_certificate_error(&e) { FailureKind::WebPkiInvalid } else { FailureKind::FetchError };
+    let reason = match &e {
+        ureq::Error::BodyExceedsLimit(n) => format!("{url}: policy larger than {n} bytes"),
+        ureq::Error::Timeout(t) => format!("{url}: timed out ({t})"),
+        ureq::Error::HostNotFound => format!("{url}: policy host not found in DNS"),
+        other => format!("{url}: {other}"),
+    };
+    fail(kind, reason)
+}
+
+fn is_certificate_error(e: &ureq::Error) -> bool {
+    let rustls_err = match e {
+        ureq::Error::Rustls(r) => Some(r),
+        ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(rustls_err, Some(rustls::Error::InvalidCertificate(_)))
+        || matches!(rustls_err, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_check_ignores_parameters_and_case() {
+        for ok in ["text/plain", "text/plain; charset=utf-8", "Text/Plain;charset=us-ascii", " text/plain "] {
+            assert!(is_text_plain(ok), "{ok}");
+        }
+        for bad in ["", "text/html", "text/plainx", "application/octet-stream", "text/plain-ish; x"] {
+            assert!(!is_text_plain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn url_is_built_from_the_domain() {
+        assert_eq!(policy_url("example.com"), "https://mta-sts.example.com/.well-known/mta-sts.txt");
+    }
+}

@@ -1,0 +1,31 @@
+//! exim-mta-sts: MTA-STS (RFC 8461) for Exim.
+//!
+//! A shared library that Exim loads with `${dlfunc}` (see `include/exim_mta_sts.h` and
+//! SPEC §2), answering `getmta` and `getmx` from an LMDB policy cache, and keeping a
+//! second LMDB file that Exim's own `lmdb` lookup reads. The same crate builds the admin
+//! tool `exim-mta-sts`.
+//!
+//! Modules, from the C edge inwards:
+//! - [`ffi`]: the only C boundary (argument handling, panic guard, return codes);
+//! - [`process`]: per-process state, the hot and cold paths, fetch leases;
+//! - [`lookup`]: the RFC 8461 §5.1 decision from cache, clock, DNS and fetch;
+//! - [`policy`], [`mx`], [`domain`]: pure parsers and matching;
+//! - [`dns`], [`fetch`]: the network (system resolver, HTTPS);
+//! - [`cache`], [`shared_db`], [`lmdbfile`]: the two LMDB files;
+//! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C.
+#![deny(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod dns;
+pub mod domain;
+pub mod fetch;
+pub mod ffi;
+pub mod lmdbfile;
+pub mod log;
+pub mod lookup;
+pub mod mx;
+pub mod policy;
+pub mod process;
+pub mod shared_db;
+pub mod sys;

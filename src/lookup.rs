@@ -1,0 +1,292 @@
+//! The decision (RFC 8461 §5.1, SPEC §4): from what the store holds, the clock, DNS and
+//! the policy host, what applies to a domain now.
+//!
+//! [`hot`] answers from a stored entry alone, with no I/O: the common case. [`refresh`]
+//! is the cold path: it asks DNS (and the policy host when needed) and returns the entry
+//! to store. Both take the time and the network as arguments.
+
+use crate::cache::{Entry, Kind, OwnedEntry};
+use crate::config::{Config, FetchFailure};
+use crate::dns::DnsError;
+use crate::fetch::{FetchError, Fetched};
+use crate::log;
+use crate::policy::{self, Discovery, Mode};
+
+/// What applies to a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// A policy is in effect (any mode, `none` included), with its `mx` patterns.
+    Policy { mode: Mode, mx: &'a str },
+    /// No MTA-STS policy applies.
+    NoPolicy,
+    /// The state cannot safely be known now (SPEC §4): the caller answers `fail`/`0`.
+    Fail,
+}
+
+/// The network as the decision needs it.
+pub trait Net {
+    /// TXT records of `name`; empty for NXDOMAIN or NODATA.
+    fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError>;
+    /// The policy of `domain` over HTTPS.
+    fn fetch(&mut self, domain: &str) -> Result<Fetched, FetchError>;
+}
+
+/// The answer an entry gives right after it was made (or read), whatever the clock says:
+/// a policy just fetched applies to the delivery in progress even with `max_age: 0`
+/// (RFC.md A-05).
+pub fn fresh<'a>(e: &Entry<'a>, cfg: &Config) -> Answer<'a> {
+    match e.kind {
+        Kind::Policy => Answer::Policy { mode: e.mode, mx: e.mx },
+        Kind::NoSts => Answer::NoPolicy,
+        Kind::FetchFailed => match cfg.fetch_failure {
+            // RFC 8461 §3.3: "senders MUST continue with delivery as though the domain
+            // has not implemented MTA-STS".
+            FetchFailure::None => Answer::NoPolicy,
+            FetchFailure::Fail => Answer::Fail,
+        },
+        Kind::TempFail => Answer::Fail,
+    }
+}
+
+/// The answer from a stored entry at `now`, or `None` when the entry is too old and the
+/// cold path must run.
+pub fn hot<'a>(e: &Entry<'a>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
+    let usable = match e.kind {
+        // RFC 8461 §5.1: use the cached policy while unexpired; re-check the TXT id no
+        // more often than `recheck_interval` (§3: a changed id means a new policy).
+        Kind::Policy => now < e.expires && now < e.checked.saturating_add(cfg.recheck_interval),
+        Kind::NoSts | Kind::FetchFailed | Kind::TempFail => now < e.expires,
+    };
+    usable.then(|| fresh(e, cfg))
+}
+
+fn unexpired_policy<'a>(cached: Option<&Entry<'a>>, now: u64) -> Option<Entry<'a>> {
+    cached.filter(|e| e.kind == Kind::Policy && now < e.expires).copied()
+}
+
+/// Keeps a cached, unexpired policy (RFC 8461 §3.3: "if no "live" policy can be
+/// discovered via DNS or fetched via HTTPS, but a valid (non-expired) policy exists in
+/// the sender's cache, the sender MUST apply that cached policy").
+fn keep(p: &Entry<'_>, now: u64) -> OwnedEntry {
+    let mut e = p.to_owned_entry();
+    e.checked = now;
+    e
+}
+
+/// The cold path for `domain` (A-label form), given what the store holds (`cached`).
+/// Returns the entry to store; [`fresh`] of it is the answer.
+pub fn refresh(
+    domain: &str,
+    cached: Option<&Entry<'_>>,
+    now: u64,
+    cfg: &Config,
+    net: &mut dyn Net,
+) -> OwnedEntry {
+    let policy = unexpired_policy(cached, now);
+    let records = match net.txt(&format!("_mta-sts.{domain}")) {
+        Ok(r) => r,
+        Err(e) => {
+            return match policy {
+                Some(p) => {
+                    warn_unless_none(
+                        &p,
+                        &format!("domain={domain} source=cache: {e}; keeping the cached policy"),
+                    );
+                    keep(&p, now)
+                }
+                None => {
+                    // SPEC §4: a temporary DNS failure with nothing cached answers `fail`.
+                    log::warn(&format!("domain={domain} answer=fail: {e}, and no policy is cached"));
+                    let mut t = OwnedEntry::bare(Kind::TempFail, now.saturating_add(cfg.tempfail_ttl), now);
+                    t.note = e.to_string();
+                    t
+                }
+            };
+        }
+    };
+    let id = match policy::discover(&records) {
+        Discovery::Record(r) => r.id,
+        other => {
+            let why = match other {
+                Discovery::Several(n) => format!("{n} STS records (RFC 8461 §3.1: not exactly one)"),
+                Discovery::Invalid(e) => format!("invalid _mta-sts record: {e}"),
+                _ => "no _mta-sts record".to_owned(),
+            };
+            return match policy {
+                // RFC 8461 §3.1: "the absence of a usable TXT record is not by itself
+                // sufficient to remove a sender's previously cached policy".
+                Some(p) => {
+                    log::info(&format!(
+                        "domain={domain} source=cache mode={}: {why}; the cached policy stays until it expires",
+                        p.mode.as_str()
+                    ));
+                    keep(&p, now)
+                }
+                None => {
+                    log::debug(|| format!("domain={domain} mode=none: {why}"));
+                    let mut n = OwnedEntry::bare(Kind::NoSts, now.saturating_add(cfg.negative_ttl), now);
+                    n.note = why;
+                    n
+                }
+            };
+        }
+    };
+    if let Some(p) = policy.filter(|p| p.id == id) {
+        // RFC 8461 §3: same id and unexpired: no fetch needed.
+        return keep(&p, now);
+    }
+    // RFC 8461 §3.3: after a failed fetch, wait five minutes or more per version id.
+    let backing_off = cached.is_some_and(|c| c.failed_id == id && now < c.retry_after);
+    let result = if backing_off {
+        Err(FetchError {
+            kind: crate::fetch::FailureKind::FetchError,
+            reason: format!("not retried before {}s have passed since the last failure", cfg.fetch_backoff()),
+        })
+    } else {
+        net.fetch(domain)
+    };
+    match result {
+        Ok(fetched) => stored_policy(domain, &id, fetched, now, net),
+        Err(e) => failed_fetch(domain, &id, cached, policy, &e, now, cfg, backing_off),
+    }
+}
+
+fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut dyn Net) -> OwnedEntry {
+    let p = &fetched.policy;
+    if p.max_age_clamped {
+        // RFC.md A-03.
+        log::warn(&format!("domain={domain}: max_age above {} clamped", policy::MAX_AGE_LIMIT));
+    }
+    // RFC 8460 §3: the TLSRPT record; a failed lookup just leaves it empty.
+    let report = net
+        .txt(&format!("_smtp._tls.{domain}"))
+        .ok()
+        .and_then(|r| policy::parse_tlsrpt(&r))
+        .map(|t| t.report_value())
+        .unwrap_or_default();
+    log::info(&format!(
+        "domain={domain} mode={} source=fetch id={id} max_age={} mx={}",
+        p.mode.as_str(),
+        p.max_age,
+        p.mx.join(":")
+    ));
+    OwnedEntry {
+        kind: Kind::Policy,
+        mode: p.mode,
+        // RFC 8461 §3.2: cached "for up to this value from the last policy fetch time".
+        expires: now.saturating_add(p.max_age),
+        checked: now,
+        fetched: now,
+        retry_after: 0,
+        id: id.to_owned(),
+        mx: p.mx.join(":"),
+        report,
+        text: fetched.text,
+        note: String::new(),
+        failed_id: String::new(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn failed_fetch(
+    domain: &str,
+    id: &str,
+    cached: Option<&Entry<'_>>,
+    policy: Option<Entry<'_>>,
+    e: &FetchError,
+    now: u64,
+    cfg: &Config,
+    backing_off: bool,
+) -> OwnedEntry {
+    let retry_after = if backing_off {
+        cached.map(|c| c.retry_after).unwrap_or(now)
+    } else {
+        now.saturating_add(cfg.fetch_backoff())
+    };
+    match policy {
+        Some(p) => {
+            // RFC 8461 §3.3 / §10.2: alert on failed refreshes, unless the mode is none.
+            if !backing_off {
+                warn_unless_none(
+                    &p,
+                    &format!(
+                        "domain={domain} source=cache: policy fetch for id={id} failed: {e}; keeping the cached policy (id={})",
+                        p.id
+                    ),
+                );
+            }
+            let mut k = keep(&p, now);
+            k.retry_after = retry_after;
+            k.failed_id = id.to_owned();
+            k.note = e.reason.clone();
+            k
+        }
+        None => {
+            let answer = match cfg.fetch_failure {
+                FetchFailure::None => "none",
+                FetchFailure::Fail => "fail",
+            };
+            if !backing_off {
+                log::warn(&format!("domain={domain} answer={answer}: policy fetch for id={id} failed: {e}"));
+            }
+            let mut f = OwnedEntry::bare(Kind::FetchFailed, retry_after, now);
+            f.retry_after = retry_after;
+            f.id = id.to_owned();
+            f.failed_id = id.to_owned();
+            f.note = e.reason.clone();
+            f
+        }
+    }
+}
+
+fn warn_unless_none(p: &Entry<'_>, msg: &str) {
+    if p.mode == Mode::None {
+        log::info(msg);
+    } else {
+        log::warn(msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: Kind, expires: u64, checked: u64) -> OwnedEntry {
+        let mut e = OwnedEntry::bare(kind, expires, checked);
+        e.mode = Mode::Enforce;
+        e.mx = "mx.example.com".into();
+        e
+    }
+
+    #[test]
+    fn hot_answers_only_while_fresh() {
+        let cfg = Config { recheck_interval: 100, ..Config::default() };
+        let p = entry(Kind::Policy, 1000, 500);
+        assert_eq!(
+            hot(&p.view(), 599, &cfg),
+            Some(Answer::Policy { mode: Mode::Enforce, mx: "mx.example.com" })
+        );
+        assert_eq!(hot(&p.view(), 600, &cfg), None, "recheck due");
+        let p = entry(Kind::Policy, 550, 500);
+        assert_eq!(hot(&p.view(), 550, &cfg), None, "expired");
+        assert_eq!(hot(&entry(Kind::NoSts, 10, 0).view(), 9, &cfg), Some(Answer::NoPolicy));
+        assert_eq!(hot(&entry(Kind::NoSts, 10, 0).view(), 10, &cfg), None);
+        assert_eq!(hot(&entry(Kind::TempFail, 10, 0).view(), 5, &cfg), Some(Answer::Fail));
+    }
+
+    #[test]
+    fn fetch_failure_setting_decides_fetch_failed_entries() {
+        let e = entry(Kind::FetchFailed, 10, 0);
+        let none = Config::default();
+        let fail = Config { fetch_failure: FetchFailure::Fail, ..Config::default() };
+        assert_eq!(hot(&e.view(), 5, &none), Some(Answer::NoPolicy));
+        assert_eq!(hot(&e.view(), 5, &fail), Some(Answer::Fail));
+    }
+
+    #[test]
+    fn max_age_zero_policy_applies_once() {
+        let e = entry(Kind::Policy, 100, 100);
+        assert_eq!(hot(&e.view(), 100, &Config::default()), None);
+        assert!(matches!(fresh(&e.view(), &Config::default()), Answer::Policy { .. }));
+    }
+}
