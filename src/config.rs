@@ -160,12 +160,12 @@ impl Config {
 
 /// toml's messages span several lines with a caret diagram; a log line needs one.
 fn one_line(msg: &str) -> String {
-    let lines: Vec<&str> = msg
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.starts_with('^'))
-        .collect();
-    lines.join("; ")
+    let is_excerpt = |l: &str| {
+        let rest = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        rest.starts_with('|') || rest.starts_with('^')
+    };
+    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty() && !is_excerpt(l)).collect();
+    lines.join(": ")
 }
 
 #[cfg(test)]

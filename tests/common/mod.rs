@@ -209,8 +209,20 @@ pub fn exim_conf(dir: &Path) -> PathBuf {
 /// Runs `exim -C conf -be` with `expansion` on standard input; returns (stdout lines
 /// without the prompt, stderr).
 pub fn exim_be(exim: &Path, conf: &Path, mta_sts_config: &Path, expansion: &str) -> (String, String) {
+    exim_be_with(exim, &[], conf, mta_sts_config, expansion)
+}
+
+/// [`exim_be`] with extra command-line options (e.g. `-d`).
+pub fn exim_be_with(
+    exim: &Path,
+    opts: &[&str],
+    conf: &Path,
+    mta_sts_config: &Path,
+    expansion: &str,
+) -> (String, String) {
     use std::io::Write;
     let mut child = std::process::Command::new(exim)
+        .args(opts)
         .arg("-C")
         .arg(conf)
         .arg("-be")
