@@ -1,0 +1,64 @@
+/*
+ * exim_mta_sts.h - the C interface of libexim_mta_sts.so, MTA-STS (RFC 8461) for Exim.
+ *
+ * Exim calls these functions through ${dlfunc}; they have the signature of Exim's
+ * exim_dlfunc_t (local_scan.h):
+ *
+ *     int f(unsigned char **yield, int argc, unsigned char *argv[]);
+ *
+ * Conventions (SPEC §2):
+ *  - Every routine answer, trouble included, is a string with status OK (0): "fail" for
+ *    the mode, "0" for the host form. Exim fails open when an expansion fails in a
+ *    router condition or an event_action, so the library never returns DEFER or FAIL.
+ *  - Only a wrong number of arguments returns ERROR (3), with a message in *yield
+ *    (Exim writes it to its panic log).
+ *  - *yield points to memory owned by the library, valid until the next call in the
+ *    same process. Exim copies an OK result at once.
+ *  - DOMAIN and HOST are compared case-insensitively, without a trailing dot, in A-label
+ *    form. An address literal or an invalid domain is not an MTA-STS domain: "none"
+ *    (and "" for the host form).
+ *  - The functions never unwind into the caller, never abort it, never write to
+ *    stdout or stderr, and never change its signals, umask, cwd or syslog identity.
+ *    They are not meant to be called from several threads at once (Exim has one).
+ */
+#ifndef EXIM_MTA_STS_H
+#define EXIM_MTA_STS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Exim's return codes (local_scan.h). */
+#ifndef OK
+#define OK 0
+#endif
+#ifndef ERROR
+#define ERROR 3
+#endif
+
+/*
+ * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{getmta}{DOMAIN}}
+ *     "enforce", "testing" or "none": the MTA-STS mode in effect for DOMAIN;
+ *     "fail": the answer cannot safely be given now (temporary DNS failure with nothing
+ *     cached, an unusable configuration file, or a failed policy fetch with
+ *     fetch_failure = "fail"). Defer such mail.
+ *
+ * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{getmta}{DOMAIN}{HOST}}
+ *     "" when HOST may be used for DOMAIN (it matches an mx pattern of the policy in
+ *     effect, or no enforce/testing policy is in effect); "0" when it may not, and also
+ *     when the library cannot decide (fail closed).
+ */
+int getmta(unsigned char **yield, int argc, unsigned char *argv[]);
+
+/*
+ * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{getmx}{DOMAIN}}
+ *     The mx patterns of the policy in effect, colon-separated (an Exim list), in
+ *     published order; "" when no policy is in effect.
+ */
+int getmx(unsigned char **yield, int argc, unsigned char *argv[]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EXIM_MTA_STS_H */
