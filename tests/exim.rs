@@ -5,6 +5,7 @@
 
 mod common;
 use common::*;
+use std::path::{Path, PathBuf};
 
 #[test]
 fn both_exims_expand_all_three_calls() {
@@ -228,4 +229,145 @@ fn debug_detail_appears_under_exim_d() {
         &dlfunc(&lib_path(), "getmta", &[&d]),
     );
     assert!(err.contains(&format!("mta-sts: getmta {d} = testing")), "{err}");
+}
+
+fn exim_user() -> (u32, u32) {
+    // SAFETY: getpwnam with a constant name; the result is read at once.
+    let pw = unsafe { libc::getpwnam(c"Debian-exim".as_ptr()) };
+    assert!(!pw.is_null(), "no Debian-exim user: apt-get install exim4-base");
+    // SAFETY: non-null passwd entry.
+    unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+}
+
+/// An Exim configuration that routes with getmta and delivers into files, with its spool
+/// and logs in `dir`.
+fn delivery_conf(dir: &Path, lib: &Path) -> PathBuf {
+    for sub in ["log", "spool", "mail"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let conf = dir.join("deliver.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"exim_user = Debian-exim
+exim_group = Debian-exim
+keep_environment = EXIM_MTA_STS_CONFIG
+log_file_path = {d}/log/%slog
+spool_directory = {d}/spool
+primary_hostname = sender.test
+begin routers
+mtasts_fail:
+  driver = redirect
+  condition = ${{if eq{{${{dlfunc{{{lib}}}{{getmta}}{{$domain}}}}}}{{fail}}}}
+  allow_defer
+  data = :defer: MTA-STS policy state unknown
+mtasts_enforce:
+  driver = accept
+  condition = ${{if eq{{${{dlfunc{{{lib}}}{{getmta}}{{$domain}}}}}}{{enforce}}}}
+  transport = enforced
+plain:
+  driver = accept
+  transport = plain
+begin transports
+enforced:
+  driver = appendfile
+  file = {d}/mail/enforced
+  user = Debian-exim
+plain:
+  driver = appendfile
+  file = {d}/mail/plain
+  user = Debian-exim
+begin retry
+* * F,1d,1h
+"#,
+            d = dir.display(),
+            lib = lib.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+fn send(conf: &Path, cfg: &Path, to: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(debian_exim())
+        .arg("-C")
+        .arg(conf)
+        .args(["-odi", "-f", "sender@sender.test", to])
+        .env("EXIM_MTA_STS_CONFIG", cfg)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Subject: test\n\nhello\n").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Gives `path` and what it holds to the Exim user, except Exim configuration files,
+/// which Exim wants owned by root.
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    let conf = path.extension().is_some_and(|e| e == "conf");
+    let (u, g) = if conf { (0, 0) } else { (uid, gid) };
+    std::os::unix::fs::chown(path, Some(u), Some(g)).unwrap();
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(&e.unwrap().path(), uid, gid);
+        }
+    }
+}
+
+#[test]
+fn databases_created_by_root_stay_writable_by_the_exim_user() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::get();
+    let (uid, gid) = exim_user();
+    let first = w.unique("perm-root");
+    let second = w.unique("perm-exim");
+    w.sts_domain(&first, "p", &policy("enforce", &[&format!("mx.{first}")], 3600));
+    w.sts_domain(&second, "q", &policy("enforce", &[&format!("mx.{second}")], 3600));
+    let dir = w.scratch("perm");
+    let cfg = config(&dir, "");
+    let conf = delivery_conf(&dir, &lib_path());
+    chown_tree(&dir, uid, gid);
+
+    // Root (as Exim's routing does, here `exim -be` as root) creates both databases...
+    let (out, err) =
+        exim_be(&debian_exim(), &exim_conf(&dir), &cfg, &dlfunc(&lib_path(), "getmta", &[&first]));
+    assert_eq!(out, "enforce", "{err}");
+    for f in ["state.mdb", "state.mdb-lock", "shared.mdb", "shared.mdb-lock"] {
+        let m = std::fs::metadata(dir.join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (uid, gid, 0o660), "{f}");
+    }
+    // ...and Exim running as Debian-exim (Exim drops privilege under -C) routes through
+    // getmta for a new domain: it writes both databases.
+    send(&conf, &cfg, &format!("bob@{second}"));
+    let enforced = std::fs::read_to_string(dir.join("mail/enforced")).unwrap_or_default();
+    assert!(enforced.contains("hello"), "message not routed by the enforce router");
+    let mainlog = std::fs::read_to_string(dir.join("log/mainlog")).unwrap();
+    assert!(mainlog.contains(&format!("mta-sts: domain={second} mode=enforce source=fetch")), "{mainlog}");
+    assert!(!mainlog.contains("cannot") && !mainlog.contains("unusable"), "{mainlog}");
+    assert_eq!(shared(&dir)[&format!("{second}:mode")], "enforce");
+}
+
+#[test]
+fn broken_configuration_defers_mail_and_reaches_main_and_panic_logs() {
+    let w = World::get();
+    let (uid, gid) = exim_user();
+    let d = w.unique("deferbad");
+    w.sts_domain(&d, "b", &policy("testing", &[&format!("mx.{d}")], 3600));
+    let dir = w.scratch("deferbad");
+    let cfg = dir.join("mta-sts.toml");
+    std::fs::write(&cfg, "recheck_interval = \"soon\"\n").unwrap();
+    let conf = delivery_conf(&dir, &lib_path());
+    chown_tree(&dir, uid, gid);
+    send(&conf, &cfg, &format!("bob@{d}"));
+    let mainlog = std::fs::read_to_string(dir.join("log/mainlog")).unwrap();
+    let paniclog = std::fs::read_to_string(dir.join("log/paniclog")).unwrap_or_default();
+    let problem = format!("mta-sts: configuration file {}: ", cfg.display());
+    assert!(mainlog.contains(&problem), "{mainlog}");
+    assert!(paniclog.contains(&problem), "{paniclog}");
+    assert!(
+        mainlog.contains(&format!("== bob@{d} R=mtasts_fail defer (-1): MTA-STS policy state unknown")),
+        "{mainlog}"
+    );
+    assert!(!dir.join("mail/plain").exists() && !dir.join("mail/enforced").exists());
 }
