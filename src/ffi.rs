@@ -223,3 +223,13 @@ export! {
         { panic!("fault injection: deliberate panic") }
     }
 }
+
+#[cfg(feature = "fault-injection")]
+export! {
+    /// Test-only (feature `fault-injection`): does nothing, answers "". The benchmark's
+    /// baseline for what Exim's `${dlfunc}` itself costs.
+    exim_mta_sts_noop, none_or_empty, |a| {
+        let _ = a;
+        Reply::Static(c"")
+    }
+}
