@@ -234,3 +234,37 @@ mod tests {
         assert_eq!(cfg.fetch_backoff(), 300);
     }
 }
+
+#[cfg(test)]
+mod shipped_example {
+    use super::*;
+
+    /// The example file in exim-config/ parses, names every key, and shows the defaults.
+    #[test]
+    fn example_file_documents_every_key_with_its_default() {
+        let text = include_str!("../exim-config/mta-sts.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
+        let keys: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(" = "))
+            .filter_map(|l| l.split(" = ").next())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "database",
+                "state",
+                "fetch_failure",
+                "recheck_interval",
+                "dane",
+                "negative_ttl",
+                "tempfail_ttl",
+                "fetch_backoff",
+                "fetch_timeout",
+                "max_policy_size",
+                "require_text_plain",
+                "dns_timeout"
+            ]
+        );
+    }
+}

@@ -371,3 +371,39 @@ fn broken_configuration_defers_mail_and_reaches_main_and_panic_logs() {
     );
     assert!(!dir.join("mail/plain").exists() && !dir.join("mail/enforced").exists());
 }
+
+#[test]
+fn shipped_exim_config_parses_in_both_exims() {
+    let w = World::get();
+    let dir = w.scratch("shipped-conf");
+    let cfgdir = Path::new(env!("CARGO_MANIFEST_DIR")).join("exim-config");
+    let conf = dir.join("full.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            ".include {0}/main.conf\ndomainlist local_domains = sender.test\nexim_user = Debian-exim\nexim_group = Debian-exim\nbegin routers\n.include {0}/routers.conf\nbegin transports\n.include {0}/transports.conf\n",
+            cfgdir.display()
+        ),
+    )
+    .unwrap();
+    for exim in [debian_exim(), lmdb_exim()] {
+        let out = std::process::Command::new(&exim).arg("-C").arg(&conf).arg("-bV").output().unwrap();
+        assert!(out.status.success(), "{}: {}", exim.display(), String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(&exim)
+            .arg("-C")
+            .arg(&conf)
+            .args(["-bP", "transport", "remote_smtp_mtasts_enforce"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for want in [
+            "hosts_require_tls = *",
+            "tls_verify_hosts = *",
+            "tls_verify_certificates = system",
+            "no_tls_tempfail_tryclear",
+            "tls_sni = $host",
+        ] {
+            assert!(text.lines().any(|l| l == want), "{want} missing in {text}");
+        }
+    }
+}
