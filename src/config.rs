@@ -34,6 +34,10 @@ pub struct Config {
     pub fetch_failure: FetchFailure,
     /// Seconds between checks of a cached policy's `_mta-sts` TXT `id` (SPEC §4).
     pub recheck_interval: u64,
+    /// Seconds after its fetch when a cached policy is fetched again at its next TXT
+    /// check even if the `id` is unchanged (RFC 8461 §3.3: "proactively refresh cached
+    /// policies before they expire; a suggested refresh frequency is once per day").
+    pub refresh_after: u64,
     /// Check for DNSSEC-authenticated TLSA records before MTA-STS (SPEC §5).
     pub dane: bool,
     /// Seconds a domain without MTA-STS is remembered before DNS is asked again.
@@ -62,6 +66,7 @@ impl Default for Config {
             state: PathBuf::from("/var/spool/exim4/mta-sts-state.mdb"),
             fetch_failure: FetchFailure::None,
             recheck_interval: 3600,
+            refresh_after: 86400,
             dane: true,
             negative_ttl: 3600,
             tempfail_ttl: 60,
@@ -160,12 +165,17 @@ impl Config {
 
 /// toml's messages span several lines with a caret diagram; a log line needs one.
 fn one_line(msg: &str) -> String {
-    let is_excerpt = |l: &str| {
-        let rest = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
-        rest.starts_with('|') || rest.starts_with('^')
-    };
-    let lines: Vec<&str> = msg.lines().map(str::trim).filter(|l| !l.is_empty() && !is_excerpt(l)).collect();
-    lines.join(": ")
+    let mut parts = Vec::new();
+    for line in msg.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let rest = line.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+        match rest.strip_prefix('|').map(str::trim) {
+            // A source excerpt ("1 | key = value"): keep the text, it names the key.
+            Some(text) if !text.is_empty() && !text.starts_with('^') => parts.push(format!("`{text}`")),
+            Some(_) => {}
+            None => parts.push(line.to_owned()),
+        }
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -256,6 +266,7 @@ mod shipped_example {
                 "state",
                 "fetch_failure",
                 "recheck_interval",
+                "refresh_after",
                 "dane",
                 "negative_ttl",
                 "tempfail_ttl",

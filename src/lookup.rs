@@ -132,8 +132,14 @@ pub fn refresh(
         }
     };
     if let Some(p) = policy.filter(|p| p.id == id) {
-        // RFC 8461 §3: same id and unexpired: no fetch needed.
-        return keep(&p, now);
+        // RFC 8461 §3: same id and unexpired: no fetch needed, unless the policy is due
+        // for its proactive refresh (§3.3: "MTAs SHOULD proactively refresh cached
+        // policies before they expire"), which is not retried within the back-off.
+        let due = now >= p.fetched.saturating_add(cfg.refresh_after);
+        let backing_off = p.failed_id == id && now < p.retry_after;
+        if !due || backing_off {
+            return keep(&p, now);
+        }
     }
     // RFC 8461 §3.3: after a failed fetch, wait five minutes or more per version id.
     let backing_off = cached.is_some_and(|c| c.failed_id == id && now < c.retry_after);

@@ -348,3 +348,31 @@ fn idna_domains_are_looked_up_in_a_label_form() {
     assert_eq!(lib.getmta(&[&format!("BÜCHER.{tag}"), &format!("MX.bücher.{tag}")]), "");
     assert!(shared(&dir).contains_key(&format!("{ascii}:mode")));
 }
+
+#[test]
+fn policy_in_use_is_refreshed_proactively() {
+    // RFC 8461 §3.3: refresh before expiry even when the id is unchanged.
+    let w = World::get();
+    let d = w.unique("proactive");
+    w.sts_domain(&d, "same", &policy("enforce", &[&format!("mx.{d}")], 86400));
+    let dir = w.scratch("proactive");
+    let lib = lib_with(&config(&dir, "recheck_interval = 0\nrefresh_after = 1"));
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(w.requests(&d), 1, "not due yet");
+    let expire1: u64 = shared(&dir)[&format!("{d}:expire")].parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.serve_policy(&d, &policy("enforce", &[&format!("mx2.{d}")], 86400), "");
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(w.requests(&d), 2, "refetched with the same id");
+    assert_eq!(lib.getmx(&d), format!("mx2.{d}"));
+    let expire2: u64 = shared(&dir)[&format!("{d}:expire")].parse().unwrap();
+    assert!(expire2 > expire1, "the expiry moved on");
+    // A failed refresh keeps the policy and is not retried within the back-off.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.serve_policy(&d, "gone", "status=404");
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(w.requests(&d), 3);
+    assert_eq!(lib.getmx(&d), format!("mx2.{d}"));
+}

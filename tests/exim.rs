@@ -107,7 +107,8 @@ fn broken_configuration_answers_fail_and_says_why() {
     assert_eq!(out, "fail|0|[]", "{err}");
     let line = format!(
         "mta-sts: configuration file {}: TOML parse error at line 1, column 17: \
-         unknown variant `sometimes`, expected `none` or `fail`; answering fail until it is fixed",
+         `fetch_failure = \"sometimes\"`: unknown variant `sometimes`, expected `none` or `fail`; \
+         answering fail until it is fixed",
         cfg.display()
     );
     assert!(err.contains(&line), "{err}");
