@@ -2,7 +2,7 @@
 //! policy and a negatively cached domain. The store is filled from a child process first
 //! (LMDB forbids opening one file twice in one process), so no DNS or HTTPS is involved:
 //! a query would show up as a failure to resolve (there is no DNS server here).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use exim_mta_sts::cache::{Kind, OwnedEntry, Store};

@@ -528,7 +528,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.mdb");
         let mut s = Store::open(&path).unwrap();
-        assert_eq!(s.read("example.com", |e| e.is_none()).unwrap(), true);
+        assert!(s.read("example.com", |e| e.is_none()).unwrap());
         s.put("example.com", &sample()).unwrap();
         assert_eq!(
             s.read("example.com", |e| e.map(|e| e.id.to_owned())).unwrap().as_deref(),

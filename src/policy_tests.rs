@@ -27,7 +27,7 @@ fn sts_record_table() {
         (&["v=STSv1; id=abc; id=a-b"], Some("abc"), "§3.2 later duplicate ignored"),
         (
             &[&format!("v=STSv1; id={}", "a".repeat(32))],
-            Some(&"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            Some("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
             "§3.1 id up to 32",
         ),
         (&[&format!("v=STSv1; id={}", "a".repeat(33))], None, "§3.1 id at most 32"),

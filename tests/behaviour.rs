@@ -1,6 +1,6 @@
 //! SPEC §2 and §4 behaviour of the built library, loaded with `dlopen` and called as Exim
 //! calls it, against the real DNS server and HTTPS policy hosts of the test world.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 use common::*;

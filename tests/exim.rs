@@ -1,7 +1,7 @@
 //! The library inside real Exims: Debian's exim4-daemon-heavy and the Exim built with the
 //! `lmdb` lookup (scripts/setup), expanding `${dlfunc}` calls and `${lookup…lmdb}` with
 //! `exim -be`, in the private test world.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 use common::*;

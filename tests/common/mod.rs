@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: the private test world (scripts/in-world),
 //! the built library loaded with `dlopen` and called as Exim calls it, and real Exims.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::ffi::{CStr, CString, c_int, c_uchar, c_void};
 use std::path::{Path, PathBuf};

@@ -130,14 +130,14 @@ fn respond(zones: &Path, query: &Message) -> Option<Message> {
     let mut name = qname.clone();
     for _ in 0..8 {
         for e in &entries {
-            if let Entry::Fault(n, f) = e {
-                if *n == name {
-                    return match f {
-                        Fault::Timeout => None,
-                        Fault::ServFail => Some(with_rcode(resp, ResponseCode::ServFail)),
-                        Fault::Refused => Some(with_rcode(resp, ResponseCode::Refused)),
-                    };
-                }
+            if let Entry::Fault(n, f) = e
+                && *n == name
+            {
+                return match f {
+                    Fault::Timeout => None,
+                    Fault::ServFail => Some(with_rcode(resp, ResponseCode::ServFail)),
+                    Fault::Refused => Some(with_rcode(resp, ResponseCode::Refused)),
+                };
             }
         }
         let here: Vec<&RData> = entries
@@ -157,12 +157,11 @@ fn respond(zones: &Path, query: &Message) -> Option<Message> {
         }
         if let Some(RData::CNAME(target)) =
             here.iter().find(|d| d.record_type() == RecordType::CNAME).copied()
+            && qtype != RecordType::CNAME
         {
-            if qtype != RecordType::CNAME {
-                resp.add_answer(Record::from_rdata(owner, TTL, RData::CNAME(target.clone())));
-                name = target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-                continue;
-            }
+            resp.add_answer(Record::from_rdata(owner, TTL, RData::CNAME(target.clone())));
+            name = target.0.to_ascii().trim_end_matches('.').to_ascii_lowercase();
+            continue;
         }
         let exists = !here.is_empty()
             || entries.iter().any(|e| matches!(e, Entry::Record(n, _) if n.ends_with(&format!(".{name}"))));
