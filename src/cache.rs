@@ -77,10 +77,10 @@ fn mode_from(c: u8) -> Option<Mode> {
     })
 }
 
-/// One domain's entry, borrowed from the database (or from an owned buffer).
-/// Times are Unix seconds.
+/// One domain's entry. `S` is `&str` when borrowed from the database (the hot path copies
+/// nothing) and `String` when owned ([`OwnedEntry`]). Times are Unix seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry<'a> {
+pub struct Entry<S> {
     pub kind: Kind,
     /// The policy's mode (meaningful for [`Kind::Policy`]).
     pub mode: Mode,
@@ -93,30 +93,62 @@ pub struct Entry<'a> {
     /// No fetch for this domain before this time (back-off after a failure).
     pub retry_after: u64,
     /// The TXT `id` the policy was fetched under (or that failed).
-    pub id: &'a str,
+    pub id: S,
     /// The `mx` patterns, colon-separated (the shared database's form).
-    pub mx: &'a str,
+    pub mx: S,
     /// The TLSRPT destinations (the shared database's `:report` form).
-    pub report: &'a str,
+    pub report: S,
     /// The policy as served.
-    pub text: &'a str,
+    pub text: S,
     /// The last problem seen (failure reason), for the admin tool.
-    pub note: &'a str,
+    pub note: S,
     /// The TXT `id` whose fetch failed last (RFC 8461 §3.3: back-off is per id).
-    pub failed_id: &'a str,
+    pub failed_id: S,
 }
 
-const MAGIC: u8 = b'S';
-const HEADER: usize = 3 + 4 * 8;
+/// An entry that owns its strings (built by the cold path, or copied out of a read
+/// transaction).
+pub type OwnedEntry = Entry<String>;
 
-impl<'a> Entry<'a> {
-    pub fn mx_patterns(&self) -> impl Iterator<Item = &'a str> {
-        self.mx.split(':').filter(|p| !p.is_empty())
+impl<S> Entry<S> {
+    /// The same entry with each string mapped by `f`.
+    fn map<'a, T>(&'a self, f: impl Fn(&'a S) -> T) -> Entry<T> {
+        Entry {
+            kind: self.kind,
+            mode: self.mode,
+            expires: self.expires,
+            checked: self.checked,
+            fetched: self.fetched,
+            retry_after: self.retry_after,
+            id: f(&self.id),
+            mx: f(&self.mx),
+            report: f(&self.report),
+            text: f(&self.text),
+            note: f(&self.note),
+            failed_id: f(&self.failed_id),
+        }
+    }
+}
+
+impl<S: AsRef<str>> Entry<S> {
+    /// A borrowed view of this entry.
+    pub fn view(&self) -> Entry<&str> {
+        self.map(|s| s.as_ref())
+    }
+
+    /// An owned copy of this entry.
+    pub fn to_owned_entry(&self) -> OwnedEntry {
+        self.map(|s| s.as_ref().to_owned())
+    }
+
+    pub fn mx_patterns(&self) -> impl Iterator<Item = &str> {
+        self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
     /// Serialises: magic, kind, mode, four u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
-        let strings = [self.id, self.mx, self.report, self.text, self.note, self.failed_id];
+        let strings =
+            [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
         let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
         out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode)]);
         for t in [self.expires, self.checked, self.fetched, self.retry_after] {
@@ -129,9 +161,35 @@ impl<'a> Entry<'a> {
         }
         out
     }
+}
 
+impl OwnedEntry {
+    /// An entry of `kind` with no policy data.
+    pub fn bare(kind: Kind, expires: u64, checked: u64) -> OwnedEntry {
+        Entry::<&str> {
+            kind,
+            mode: Mode::None,
+            expires,
+            checked,
+            fetched: 0,
+            retry_after: 0,
+            id: "",
+            mx: "",
+            report: "",
+            text: "",
+            note: "",
+            failed_id: "",
+        }
+        .to_owned_entry()
+    }
+}
+
+const MAGIC: u8 = b'S';
+const HEADER: usize = 3 + 4 * 8;
+
+impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
-    pub fn decode(b: &'a [u8]) -> Option<Entry<'a>> {
+    pub fn decode(b: &'a [u8]) -> Option<Entry<&'a str>> {
         let (&[magic, kind, mode], rest) = b.split_first_chunk::<3>()?;
         if magic != MAGIC {
             return None;
@@ -167,80 +225,6 @@ impl<'a> Entry<'a> {
             note,
             failed_id,
         })
-    }
-}
-
-/// An [`Entry`] that owns its strings (built by the cold path, or copied out of a
-/// read transaction).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnedEntry {
-    pub kind: Kind,
-    pub mode: Mode,
-    pub expires: u64,
-    pub checked: u64,
-    pub fetched: u64,
-    pub retry_after: u64,
-    pub id: String,
-    pub mx: String,
-    pub report: String,
-    pub text: String,
-    pub note: String,
-    pub failed_id: String,
-}
-
-impl OwnedEntry {
-    /// An entry of `kind` with no policy data.
-    pub fn bare(kind: Kind, expires: u64, checked: u64) -> OwnedEntry {
-        OwnedEntry {
-            kind,
-            mode: Mode::None,
-            expires,
-            checked,
-            fetched: 0,
-            retry_after: 0,
-            id: String::new(),
-            mx: String::new(),
-            report: String::new(),
-            text: String::new(),
-            note: String::new(),
-            failed_id: String::new(),
-        }
-    }
-
-    pub fn view(&self) -> Entry<'_> {
-        Entry {
-            kind: self.kind,
-            mode: self.mode,
-            expires: self.expires,
-            checked: self.checked,
-            fetched: self.fetched,
-            retry_after: self.retry_after,
-            id: &self.id,
-            mx: &self.mx,
-            report: &self.report,
-            text: &self.text,
-            note: &self.note,
-            failed_id: &self.failed_id,
-        }
-    }
-}
-
-impl Entry<'_> {
-    pub fn to_owned_entry(&self) -> OwnedEntry {
-        OwnedEntry {
-            kind: self.kind,
-            mode: self.mode,
-            expires: self.expires,
-            checked: self.checked,
-            fetched: self.fetched,
-            retry_after: self.retry_after,
-            id: self.id.to_owned(),
-            mx: self.mx.to_owned(),
-            report: self.report.to_owned(),
-            text: self.text.to_owned(),
-            note: self.note.to_owned(),
-            failed_id: self.failed_id.to_owned(),
-        }
     }
 }
 
@@ -325,7 +309,11 @@ impl Store {
 
     /// Reads the entry of `domain` and passes it (or `None`) to `f`, inside one read
     /// transaction. Undecodable bytes are treated as no entry.
-    pub fn read<R>(&mut self, domain: &str, f: impl FnOnce(Option<Entry<'_>>) -> R) -> Result<R, CacheError> {
+    pub fn read<R>(
+        &mut self,
+        domain: &str,
+        f: impl FnOnce(Option<Entry<&str>>) -> R,
+    ) -> Result<R, CacheError> {
         let txn = match self.idle.take() {
             Some(t) => t.renew()?,
             None => self.env.begin_ro_txn()?,
@@ -360,7 +348,7 @@ impl Store {
     }
 
     /// Stores the entry of `domain`.
-    pub fn put(&self, domain: &str, entry: &Entry<'_>) -> Result<(), CacheError> {
+    pub fn put(&self, domain: &str, entry: &Entry<&str>) -> Result<(), CacheError> {
         let bytes = entry.encode();
         let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
         let k = key(b'd', domain, &mut kb).to_vec();
@@ -484,7 +472,7 @@ fn check_schema(env: &Environment) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn sample() -> Entry<'static> {
+    fn sample() -> Entry<&'static str> {
         Entry {
             kind: Kind::Policy,
             mode: Mode::Enforce,

@@ -186,11 +186,12 @@ impl Resolver {
         query.add_query(Query::query(qname.clone(), rtype));
         let wire = query.to_vec().map_err(|e| e.to_string())?;
 
-        let response = udp_exchange(server, &wire, wait, id, qname, rtype)?;
+        let q = Question { wire: &wire, id, qname, rtype };
+        let response = udp_exchange(server, &q, wait)?;
         if !response.metadata.truncation {
             return Ok(response);
         }
-        tcp_exchange(server, &wire, wait, id, qname, rtype)
+        tcp_exchange(server, &q, wait)
     }
 }
 
@@ -201,22 +202,27 @@ fn trim_dot(mut s: String) -> String {
     s
 }
 
-/// Is `m` the answer to our question (id, QR bit, question section)?
-fn matches(m: &Message, id: u16, qname: &Name, rtype: RecordType) -> bool {
-    m.metadata.id == id
-        && m.metadata.message_type == MessageType::Response
-        && m.queries.len() == 1
-        && m.queries.first().is_some_and(|q| q.query_type() == rtype && q.name().eq_ignore_root(qname))
+/// One question on the wire, and what its answer must match.
+struct Question<'a> {
+    wire: &'a [u8],
+    id: u16,
+    qname: &'a Name,
+    rtype: RecordType,
 }
 
-fn udp_exchange(
-    server: SocketAddr,
-    wire: &[u8],
-    wait: Duration,
-    id: u16,
-    qname: &Name,
-    rtype: RecordType,
-) -> Result<Message, String> {
+impl Question<'_> {
+    /// Is `m` the answer to this question (id, QR bit, question section)?
+    fn answered_by(&self, m: &Message) -> bool {
+        m.metadata.id == self.id
+            && m.metadata.message_type == MessageType::Response
+            && m.queries.len() == 1
+            && m.queries
+                .first()
+                .is_some_and(|q| q.query_type() == self.rtype && q.name().eq_ignore_root(self.qname))
+    }
+}
+
+fn udp_exchange(server: SocketAddr, q: &Question<'_>, wait: Duration) -> Result<Message, String> {
     let bind: SocketAddr = match server {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -224,7 +230,7 @@ fn udp_exchange(
     let sock = UdpSocket::bind(bind).map_err(|e| format!("udp: {e}"))?;
     // connect(): the kernel drops datagrams from any other address.
     sock.connect(server).map_err(|e| format!("udp: {e}"))?;
-    sock.send(wire).map_err(|e| format!("udp: {e}"))?;
+    sock.send(q.wire).map_err(|e| format!("udp: {e}"))?;
     let until = Instant::now() + wait;
     let mut buf = vec![0u8; usize::from(EDNS_PAYLOAD).max(512) + 512];
     loop {
@@ -242,28 +248,21 @@ fn udp_exchange(
         };
         // A stray or forged datagram is skipped, not taken as the answer.
         if let Ok(m) = Message::from_vec(buf.get(..n).unwrap_or_default())
-            && matches(&m, id, qname, rtype)
+            && q.answered_by(&m)
         {
             return Ok(m);
         }
     }
 }
 
-fn tcp_exchange(
-    server: SocketAddr,
-    wire: &[u8],
-    wait: Duration,
-    id: u16,
-    qname: &Name,
-    rtype: RecordType,
-) -> Result<Message, String> {
+fn tcp_exchange(server: SocketAddr, q: &Question<'_>, wait: Duration) -> Result<Message, String> {
     let until = Instant::now() + wait;
     let mut s = TcpStream::connect_timeout(&server, wait).map_err(|e| format!("tcp: {e}"))?;
     let left = || until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     s.set_write_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
-    let len = u16::try_from(wire.len()).map_err(|_| "tcp: query too long".to_string())?;
+    let len = u16::try_from(q.wire.len()).map_err(|_| "tcp: query too long".to_string())?;
     let mut framed = len.to_be_bytes().to_vec();
-    framed.extend_from_slice(wire);
+    framed.extend_from_slice(q.wire);
     s.write_all(&framed).map_err(|e| format!("tcp: {e}"))?;
     s.set_read_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
     let mut len = [0u8; 2];
@@ -272,9 +271,5 @@ fn tcp_exchange(
     s.set_read_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
     s.read_exact(&mut buf).map_err(|e| format!("tcp: {e}"))?;
     let m = Message::from_vec(&buf).map_err(|e| format!("tcp: bad response: {e}"))?;
-    if matches(&m, id, qname, rtype) {
-        Ok(m)
-    } else {
-        Err("tcp: response does not match the question".into())
-    }
+    if q.answered_by(&m) { Ok(m) } else { Err("tcp: response does not match the question".into()) }
 }

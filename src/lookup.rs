@@ -34,7 +34,7 @@ pub trait Net {
 /// The answer an entry gives right after it was made (or read), whatever the clock says:
 /// a policy just fetched applies to the delivery in progress even with `max_age: 0`
 /// (RFC.md A-05).
-pub fn fresh<'a>(e: &Entry<'a>, cfg: &Config) -> Answer<'a> {
+pub fn fresh<'a>(e: &Entry<&'a str>, cfg: &Config) -> Answer<'a> {
     match e.kind {
         Kind::Policy => Answer::Policy { mode: e.mode, mx: e.mx },
         Kind::NoSts => Answer::NoPolicy,
@@ -50,7 +50,7 @@ pub fn fresh<'a>(e: &Entry<'a>, cfg: &Config) -> Answer<'a> {
 
 /// The answer from a stored entry at `now`, or `None` when the entry is too old and the
 /// cold path must run.
-pub fn hot<'a>(e: &Entry<'a>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
+pub fn hot<'a>(e: &Entry<&'a str>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
     let usable = match e.kind {
         // RFC 8461 §5.1: use the cached policy while unexpired; re-check the TXT id no
         // more often than `recheck_interval` (§3: a changed id means a new policy).
@@ -60,14 +60,14 @@ pub fn hot<'a>(e: &Entry<'a>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
     usable.then(|| fresh(e, cfg))
 }
 
-fn unexpired_policy<'a>(cached: Option<&Entry<'a>>, now: u64) -> Option<Entry<'a>> {
+fn unexpired_policy<'a>(cached: Option<&Entry<&'a str>>, now: u64) -> Option<Entry<&'a str>> {
     cached.filter(|e| e.kind == Kind::Policy && now < e.expires).copied()
 }
 
 /// Keeps a cached, unexpired policy (RFC 8461 §3.3: "if no "live" policy can be
 /// discovered via DNS or fetched via HTTPS, but a valid (non-expired) policy exists in
 /// the sender's cache, the sender MUST apply that cached policy").
-fn keep(p: &Entry<'_>, now: u64) -> OwnedEntry {
+fn keep(p: &Entry<&str>, now: u64) -> OwnedEntry {
     let mut e = p.to_owned_entry();
     e.checked = now;
     e
@@ -77,7 +77,7 @@ fn keep(p: &Entry<'_>, now: u64) -> OwnedEntry {
 /// Returns the entry to store; [`fresh`] of it is the answer.
 pub fn refresh(
     domain: &str,
-    cached: Option<&Entry<'_>>,
+    cached: Option<&Entry<&str>>,
     now: u64,
     cfg: &Config,
     net: &mut dyn Net,
@@ -197,8 +197,8 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
 fn failed_fetch(
     domain: &str,
     id: &str,
-    cached: Option<&Entry<'_>>,
-    policy: Option<Entry<'_>>,
+    cached: Option<&Entry<&str>>,
+    policy: Option<Entry<&str>>,
     e: &FetchError,
     now: u64,
     cfg: &Config,
@@ -245,7 +245,7 @@ fn failed_fetch(
     }
 }
 
-fn warn_unless_none(p: &Entry<'_>, msg: &str) {
+fn warn_unless_none(p: &Entry<&str>, msg: &str) {
     if p.mode == Mode::None {
         log::info(msg);
     } else {

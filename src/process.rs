@@ -159,11 +159,11 @@ fn cold_with_store(
         }
         Err(e) => log::warn(&format!("{e}; fetching without a lease")),
     }
-    let entry = lookup::refresh(domain, cached.as_ref().map(OwnedEntry::view).as_ref(), now, cfg, net);
+    let entry = lookup::refresh(domain, cached.as_ref().map(Entry::view).as_ref(), now, cfg, net);
     if let Err(e) = store.put(domain, &entry.view()) {
         log::alert(&format!("cannot store {domain}: {e}"));
     }
-    sync_shared(cfg, domain, cached.as_ref().map(OwnedEntry::view).as_ref(), &entry.view());
+    sync_shared(cfg, domain, cached.as_ref().map(Entry::view).as_ref(), &entry.view());
     let _ = store.release_lease(domain);
     entry
 }
@@ -190,7 +190,7 @@ fn wait_for_other(store: &mut Store, domain: &str, cfg: &Config) -> Option<Owned
     None
 }
 
-fn shared_view(e: &Entry<'_>) -> Option<SharedPolicy> {
+fn shared_view(e: &Entry<&str>) -> Option<SharedPolicy> {
     (e.kind == Kind::Policy).then(|| SharedPolicy {
         mode: e.mode.as_str().to_owned(),
         mx: e.mx.to_owned(),
@@ -202,7 +202,7 @@ fn shared_view(e: &Entry<'_>) -> Option<SharedPolicy> {
 
 /// SPEC §3: when a policy is stored, changed or dropped, bring the shared database up to
 /// date before answering, from a child process.
-fn sync_shared(cfg: &Config, domain: &str, old: Option<&Entry<'_>>, new: &Entry<'_>) {
+fn sync_shared(cfg: &Config, domain: &str, old: Option<&Entry<&str>>, new: &Entry<&str>) {
     let (old, new) = (old.and_then(shared_view), shared_view(new));
     let change = match (old, new) {
         (o, Some(n)) if o.as_ref() != Some(&n) => Change::Store(n),
