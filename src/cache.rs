@@ -92,6 +92,9 @@ pub struct Entry<S> {
     pub fetched: u64,
     /// No fetch for this domain before this time (back-off after a failure).
     pub retry_after: u64,
+    /// 0 when the shared database agrees with this entry; otherwise its update failed
+    /// (say, a full disk) and is tried again from this time on.
+    pub shared_retry: u64,
     /// The TXT `id` the policy was fetched under (or that failed).
     pub id: S,
     /// The `mx` patterns, colon-separated (the shared database's form).
@@ -120,6 +123,7 @@ impl<S> Entry<S> {
             checked: self.checked,
             fetched: self.fetched,
             retry_after: self.retry_after,
+            shared_retry: self.shared_retry,
             id: f(&self.id),
             mx: f(&self.mx),
             report: f(&self.report),
@@ -145,13 +149,13 @@ impl<S: AsRef<str>> Entry<S> {
         self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
-    /// Serialises: magic, kind, mode, four u64 (LE), then six length-prefixed strings.
+    /// Serialises: magic, kind, mode, five u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
         let strings =
             [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
         let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
         out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode)]);
-        for t in [self.expires, self.checked, self.fetched, self.retry_after] {
+        for t in [self.expires, self.checked, self.fetched, self.retry_after, self.shared_retry] {
             out.extend_from_slice(&t.to_le_bytes());
         }
         for s in strings {
@@ -173,6 +177,7 @@ impl OwnedEntry {
             checked,
             fetched: 0,
             retry_after: 0,
+            shared_retry: 0,
             id: "",
             mx: "",
             report: "",
@@ -185,7 +190,7 @@ impl OwnedEntry {
 }
 
 const MAGIC: u8 = b'S';
-const HEADER: usize = 3 + 4 * 8;
+const HEADER: usize = 3 + 5 * 8;
 
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
@@ -195,7 +200,7 @@ impl<'a> Entry<&'a str> {
             return None;
         }
         let mut rest = rest;
-        let mut times = [0u64; 4];
+        let mut times = [0u64; 5];
         for t in &mut times {
             let (n, r) = rest.split_first_chunk::<8>()?;
             *t = u64::from_le_bytes(*n);
@@ -209,7 +214,7 @@ impl<'a> Entry<&'a str> {
             *s = std::str::from_utf8(bytes).ok()?;
             rest = r;
         }
-        let [expires, checked, fetched, retry_after] = times;
+        let [expires, checked, fetched, retry_after, shared_retry] = times;
         let [id, mx, report, text, note, failed_id] = strings;
         Some(Entry {
             kind: Kind::from_code(kind)?,
@@ -218,6 +223,7 @@ impl<'a> Entry<&'a str> {
             checked,
             fetched,
             retry_after,
+            shared_retry,
             id,
             mx,
             report,
@@ -480,6 +486,7 @@ mod tests {
             checked: 1_700_000_000,
             fetched: 1_700_000_001,
             retry_after: 0,
+            shared_retry: 0,
             id: "20240101",
             mx: "mx1.example.com:*.example.net",
             report: "tlsrpt@example.com",

@@ -57,7 +57,9 @@ pub fn hot<'a>(e: &Entry<&'a str>, now: u64, cfg: &Config) -> Option<Answer<'a>>
         Kind::Policy => now < e.expires && now < e.checked.saturating_add(cfg.recheck_interval),
         Kind::NoSts | Kind::FetchFailed | Kind::TempFail => now < e.expires,
     };
-    usable.then(|| fresh(e, cfg))
+    // A shared-database update that failed is due to be tried again.
+    let shared_due = e.shared_retry != 0 && now >= e.shared_retry;
+    (usable && !shared_due).then(|| fresh(e, cfg))
 }
 
 fn unexpired_policy<'a>(cached: Option<&Entry<&'a str>>, now: u64) -> Option<Entry<&'a str>> {
@@ -184,6 +186,7 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         checked: now,
         fetched: now,
         retry_after: 0,
+        shared_retry: 0,
         id: id.to_owned(),
         mx: p.mx.join(":"),
         report,

@@ -159,11 +159,14 @@ fn cold_with_store(
         }
         Err(e) => log::warn(&format!("{e}; fetching without a lease")),
     }
-    let entry = lookup::refresh(domain, cached.as_ref().map(Entry::view).as_ref(), now, cfg, net);
+    let mut entry = lookup::refresh(domain, cached.as_ref().map(Entry::view).as_ref(), now, cfg, net);
+    entry.shared_retry = match sync_shared(cfg, domain, cached.as_ref(), &entry) {
+        Ok(()) => 0,
+        Err(()) => now + SHARED_RETRY,
+    };
     if let Err(e) = store.put(domain, &entry.view()) {
         log::alert(&format!("cannot store {domain}: {e}"));
     }
-    sync_shared(cfg, domain, cached.as_ref().map(Entry::view).as_ref(), &entry.view());
     let _ = store.release_lease(domain);
     entry
 }
@@ -200,16 +203,24 @@ fn shared_view(e: &Entry<&str>) -> Option<SharedPolicy> {
     })
 }
 
+/// Seconds before a failed shared-database update is tried again.
+const SHARED_RETRY: u64 = 60;
+
 /// SPEC §3: when a policy is stored, changed or dropped, bring the shared database up to
-/// date before answering, from a child process.
-fn sync_shared(cfg: &Config, domain: &str, old: Option<&Entry<&str>>, new: &Entry<&str>) {
-    let (old, new) = (old.and_then(shared_view), shared_view(new));
-    let change = match (old, new) {
-        (o, Some(n)) if o.as_ref() != Some(&n) => Change::Store(n),
+/// date before answering, from a child process. An update that failed before (recorded in
+/// the old entry) is made now whatever changed.
+fn sync_shared(cfg: &Config, domain: &str, old: Option<&OwnedEntry>, new: &OwnedEntry) -> Result<(), ()> {
+    let pending = old.is_some_and(|o| o.shared_retry != 0);
+    let (was, now) = (old.and_then(|o| shared_view(&o.view())), shared_view(&new.view()));
+    let change = match (was, now) {
+        (o, Some(n)) if pending || o.as_ref() != Some(&n) => Change::Store(n),
         (Some(_), None) => Change::Drop,
-        _ => return,
+        (None, None) if pending => Change::Drop,
+        _ => return Ok(()),
     };
-    if let Err(e) = shared_db::update_in_child(&cfg.database, domain, &change) {
-        log::alert(&format!("shared database not updated for {domain}: {e}"));
-    }
+    shared_db::update_in_child(&cfg.database, domain, &change).map_err(|e| {
+        log::alert(&format!(
+            "shared database not updated for {domain}: {e}; trying again in {SHARED_RETRY}s"
+        ));
+    })
 }

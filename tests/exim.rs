@@ -408,3 +408,68 @@ fn shipped_exim_config_parses_in_both_exims() {
         }
     }
 }
+
+/// Mounts a small tmpfs at `dir` (we are root in the test world's mount namespace).
+fn small_disk(dir: &Path, size: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount tmpfs");
+}
+
+#[test]
+fn full_disk_loses_no_answer() {
+    let w = World::get();
+    let old = w.unique("disk-old");
+    let new = w.unique("disk-new");
+    w.sts_domain(&old, "o", &policy("enforce", &[&format!("mx.{old}")], 3600));
+    w.sts_domain(&new, "n", &policy("testing", &[&format!("mx.{new}")], 3600));
+    let dir = w.scratch("fulldisk").join("disk");
+    small_disk(&dir, "1m");
+    let cfg = config(&dir, "");
+    let conf = exim_conf(&w.scratch("fulldisk"));
+    let (out, err) = exim_be(&debian_exim(), &conf, &cfg, &dlfunc(&lib_path(), "getmta", &[&old]));
+    assert_eq!(out, "enforce", "{err}");
+    // Fill the disk: a new policy can no longer be stored.
+    let _ = std::fs::write(dir.join("filler"), vec![0u8; 2 << 20]);
+    let e = format!(
+        "{}|{}|{}",
+        dlfunc(&lib_path(), "getmta", &[&new]),
+        dlfunc(&lib_path(), "getmta", &[&new, "evil.example"]),
+        dlfunc(&lib_path(), "getmta", &[&old])
+    );
+    let (out, err) = exim_be(&debian_exim(), &conf, &cfg, &e);
+    assert_eq!(out, "testing|0|enforce", "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(&format!("shared database not updated for {new}")), "{err}");
+    assert!(!shared(&dir).contains_key(&format!("{new}:mode")));
+    // Space again. The failed update is remembered in the state store and made again
+    // once due (60 s); a zero recheck interval sends the next call down the cold path
+    // at once, where the pending update is made even though nothing changed.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    let retry = config(&dir, "recheck_interval = 0");
+    let (out, err) = exim_be(&debian_exim(), &conf, &retry, &dlfunc(&lib_path(), "getmta", &[&new]));
+    assert_eq!(out, "testing", "{err}");
+    assert_eq!(shared(&dir).get(&format!("{new}:mode")).map(String::as_str), Some("testing"), "{err}");
+}
+
+#[test]
+fn disk_too_small_for_the_databases_still_answers() {
+    let w = World::get();
+    let d = w.unique("tiny");
+    w.sts_domain(&d, "t", &policy("enforce", &[&format!("mx.{d}")], 3600));
+    let dir = w.scratch("tinydisk").join("disk");
+    small_disk(&dir, "16k");
+    let cfg = config(&dir, "");
+    let e = format!(
+        "{}|{}",
+        dlfunc(&lib_path(), "getmta", &[&d]),
+        dlfunc(&lib_path(), "getmta", &[&d, &format!("mx.{d}")])
+    );
+    let (out, err) = exim_be(&debian_exim(), &exim_conf(&w.scratch("tinydisk")), &cfg, &e);
+    assert_eq!(out, "enforce|", "{err}");
+    assert!(err.contains("answering from live DNS and HTTPS lookups"), "{err}");
+}

@@ -37,6 +37,7 @@ fn c_program_compiles_against_the_header_and_calls_the_library() {
     std::fs::write(
         &src,
         r#"#include "exim_mta_sts.h"
+#include <dirent.h>
 #include <stdio.h>
 typedef int exim_dlfunc_t(unsigned char **yield, int argc, unsigned char *argv[]);
 static exim_dlfunc_t *const check_getmta = getmta;
@@ -52,6 +53,13 @@ int main(int argc, char **argv) {
     rc = check_getmta(&y, 2, args); printf("%d [%s]\n", rc, (char *)y);
     rc = check_getmx(&y, 1, args); printf("%d %s\n", rc, (char *)y);
     rc = check_getmta(&y, 0, args); printf("%d %s\n", rc, (char *)y);
+    {   /* No thread may be left behind after a fetch: Exim forks. */
+        int threads = 0;
+        DIR *d = opendir("/proc/self/task");
+        while (d && readdir(d)) threads++;
+        if (d) closedir(d);
+        printf("threads %d\n", threads - 2);
+    }
     return rc == ERROR ? 0 : 1;
 }
 "#,
@@ -83,7 +91,7 @@ int main(int argc, char **argv) {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         format!(
-            "0 enforce\n0 []\n0 mx.{d}\n3 getmta: expected 1 or 2 arguments (DOMAIN or DOMAIN, HOST), got 0\n"
+            "0 enforce\n0 []\n0 mx.{d}\n3 getmta: expected 1 or 2 arguments (DOMAIN or DOMAIN, HOST), got 0\nthreads 1\n"
         )
     );
 }
