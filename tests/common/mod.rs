@@ -248,3 +248,128 @@ pub fn dlfunc(lib: &Path, func: &str, args: &[&str]) -> String {
     let a: String = args.iter().map(|a| format!("{{{a}}}")).collect();
     format!("${{dlfunc{{{}}}{{{func}}}{a}}}", lib.display())
 }
+
+/// The test world's helper binary (scripts/test sets TESTWORLD).
+pub fn testworld() -> PathBuf {
+    env_path("TESTWORLD", "the testworld helper")
+}
+
+/// A loopback address no other running test uses: 127.A.B.N from this process's id.
+pub fn next_ip() -> String {
+    static N: AtomicU32 = AtomicU32::new(1);
+    let pid = std::process::id();
+    format!("127.{}.{}.{}", 2 + (pid / 250) % 200, pid % 250, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// An SMTP receiver (an Exim daemon) for one MX host, stopped when dropped.
+pub struct Receiver {
+    pub name: String,
+    pub ip: String,
+    pub dir: PathBuf,
+}
+
+impl Receiver {
+    /// `tls`: good, wrong-name, untrusted, expired or none.
+    pub fn start(w: &World, name: &str, tls: &str) -> Receiver {
+        let ip = next_ip();
+        let out = std::process::Command::new(testworld())
+            .arg("receiver")
+            .arg(&w.dir)
+            .args([name, &ip, tls])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "receiver: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Receiver { name: name.to_owned(), ip, dir }
+    }
+
+    /// The A record line for the zone.
+    pub fn a_record(&self) -> String {
+        format!("{} A {}\n", self.name, self.ip)
+    }
+
+    /// Messages in its mailbox.
+    pub fn received(&self) -> usize {
+        std::fs::read_to_string(self.dir.join("mailbox"))
+            .map(|s| s.lines().filter(|l| l.starts_with("From ")).count())
+            .unwrap_or(0)
+    }
+
+    /// SMTP connections it has accepted.
+    pub fn connections(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("SMTP connection from")).count()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/mainlog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("exim.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: signalling the receiver daemon this test started.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+        }
+    }
+}
+
+/// The sending Exim, configured from the shipped exim-config/ files.
+pub struct Sender {
+    pub dir: PathBuf,
+    pub conf: PathBuf,
+    /// The library's configuration file (extra keys via [`Sender::mta_sts_config`]).
+    pub toml: PathBuf,
+}
+
+impl Sender {
+    pub fn new(w: &World, tag: &str) -> Sender {
+        let dir = w.scratch(tag).join("sender");
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("exim-config");
+        let out = std::process::Command::new(testworld())
+            .arg("sender")
+            .arg(&dir)
+            .arg(&shipped)
+            .arg(lib_path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sender: {}", String::from_utf8_lossy(&out.stderr));
+        let conf = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Sender { toml: dir.join("mta-sts.toml"), dir, conf }
+    }
+
+    /// Appends lines to the library's configuration file.
+    pub fn mta_sts_config(&self, extra: &str) {
+        let mut text = std::fs::read_to_string(&self.toml).unwrap();
+        text.push_str(extra);
+        std::fs::write(&self.toml, text).unwrap();
+    }
+
+    /// Submits one message to `rcpt` and delivers it at once (`-odi`); returns the main
+    /// log lines about `rcpt`.
+    pub fn send(&self, rcpt: &str) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new(debian_exim())
+            .arg("-C")
+            .arg(&self.conf)
+            .args(["-odi", "-f", "sender@origin.test", rcpt])
+            .env("EXIM_MTA_STS_CONFIG", &self.toml)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("Subject: to {rcpt}\n\nhello {rcpt}\n").as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        self.log().lines().filter(|l| l.contains(rcpt)).collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/mainlog")).unwrap_or_default()
+    }
+}

@@ -6,10 +6,15 @@
 //! testworld serve WORLD_DIR            DNS on 127.0.0.1:53, HTTPS on 127.0.1.1:443
 //! testworld cert WORLD_DIR NAME [good|wrong-name|untrusted|expired]
 //!                                      writes WORLD_DIR/certs/NAME.{crt,key}
+//! testworld receiver WORLD_DIR NAME IP good|wrong-name|untrusted|expired|none
+//!                                      starts an SMTP receiver (Exim) for MX host NAME
+//! testworld sender DIR EXIM_CONFIG_DIR LIB
+//!                                      writes a sending Exim's config using exim-config/
 //! ```
 
 mod ca;
 mod dns;
+mod exim;
 mod https;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +39,7 @@ fn serve(world: &Path) -> Result<(), String> {
     }
 }
 
-fn cert(world: &Path, name: &str, flavour: &str) -> Result<(), String> {
+pub(crate) fn cert(world: &Path, name: &str, flavour: &str) -> Result<(), String> {
     let flavour = ca::Flavour::parse(flavour).ok_or("flavour: good, wrong-name, untrusted or expired")?;
     let (good, rogue) = cas(world)?;
     let issuer = if flavour == ca::Flavour::Untrusted { &rogue } else { &good };
@@ -53,7 +58,13 @@ fn main() {
         ["serve", dir] => serve(&PathBuf::from(dir)),
         ["cert", dir, name] => cert(&PathBuf::from(dir), name, "good"),
         ["cert", dir, name, flavour] => cert(&PathBuf::from(dir), name, flavour),
-        _ => Err("usage: testworld serve DIR | testworld cert DIR NAME [FLAVOUR]".into()),
+        ["receiver", dir, name, ip, tls] => {
+            exim::receiver(&PathBuf::from(dir), name, ip, tls).map(|d| println!("{}", d.display()))
+        }
+        ["sender", dir, shipped, lib] => {
+            exim::sender(&PathBuf::from(dir), &PathBuf::from(shipped), &PathBuf::from(lib)).map(|c| println!("{}", c.display()))
+        }
+        _ => Err("usage: testworld serve DIR | cert DIR NAME [FLAVOUR] | receiver DIR NAME IP TLS | sender DIR EXIM_CONFIG LIB".into()),
     };
     if let Err(e) = r {
         eprintln!("testworld: {e}");

@@ -1,0 +1,236 @@
+//! End to end: a real Exim configured with the shipped `exim-config/` files delivers real
+//! messages to real SMTP receivers (Exim daemons on their own loopback addresses, with
+//! good, wrong-name, untrusted or no certificates), in the private test world. Each test
+//! asserts on the receivers' mailboxes and connection logs and on the sender's main log.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+
+/// Publishes `domain` with MX records for `mxs` (preference, receiver) and, when
+/// `policy` is given, an `_mta-sts` record and policy host.
+fn publish(w: &World, domain: &str, mxs: &[(u16, &Receiver)], policy: Option<&str>) {
+    let mut zone = String::new();
+    for (pref, rx) in mxs {
+        zone.push_str(&format!("{domain} MX {pref} {}\n", rx.name));
+        zone.push_str(&rx.a_record());
+    }
+    if let Some(p) = policy {
+        zone.push_str(&format!("_mta-sts.{domain} TXT \"v=STSv1; id=1\"\nmta-sts.{domain} A 127.0.1.1\n"));
+        w.serve_policy(domain, p, "");
+    }
+    w.zone(domain, &zone);
+}
+
+fn delivered(log: &str, router: &str, host: &str) -> bool {
+    log.lines().any(|l| {
+        l.contains(" => ") && l.contains(&format!("R={router} ")) && l.contains(&format!("H={host} "))
+    })
+}
+
+fn deferred(log: &str) -> bool {
+    log.lines().any(|l| l.contains(" == ")) && !log.contains(" => ")
+}
+
+#[test]
+fn enforce_listed_mx_with_valid_certificate_is_delivered() {
+    let w = World::get();
+    let d = w.unique("e2e-ok");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+    let tx = Sender::new(&w, "e2e-ok");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(delivered(&log, "mtasts_enforce", &rx.name), "{log}");
+    assert!(
+        log.contains("T=remote_smtp_mtasts_enforce") && log.contains("X=TLS") && log.contains("CV=yes"),
+        "{log}"
+    );
+    assert_eq!(rx.received(), 1);
+}
+
+#[test]
+fn enforce_refuses_certificates_for_the_wrong_name_or_from_an_untrusted_ca() {
+    let w = World::get();
+    for tls in ["wrong-name", "untrusted", "expired"] {
+        let d = w.unique(&format!("e2e-{tls}"));
+        let rx = Receiver::start(&w, &format!("mx1.{d}"), tls);
+        publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+        let tx = Sender::new(&w, &format!("e2e-{tls}"));
+        let log = tx.send(&format!("bob@{d}"));
+        assert!(deferred(&log), "{tls}: {log}");
+        assert!(log.contains("R=mtasts_enforce T=remote_smtp_mtasts_enforce"), "{tls}: {log}");
+        assert_eq!(rx.received(), 0, "{tls}: nothing may be received");
+        assert!(rx.connections() >= 1, "{tls}: the MX was tried");
+    }
+}
+
+#[test]
+fn enforce_never_falls_back_to_clear_text() {
+    let w = World::get();
+    let d = w.unique("e2e-notls");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "none");
+    publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+    let tx = Sender::new(&w, "e2e-notls");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(deferred(&log), "{log}");
+    assert_eq!(rx.received(), 0);
+    assert!(!rx.log().contains("<="), "no message may be received in clear: {}", rx.log());
+}
+
+#[test]
+fn enforce_does_not_even_connect_to_an_mx_the_policy_does_not_list() {
+    let w = World::get();
+    let d = w.unique("e2e-unlisted");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("other.{d}")], 3600)));
+    let tx = Sender::new(&w, "e2e-unlisted");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(deferred(&log), "{log}");
+    assert_eq!(rx.connections(), 0, "no TCP connection: {}", rx.log());
+    assert!(
+        tx.log().contains(&format!("domain={d} host=mx1.{d} refused: not an mx of the policy")),
+        "{}",
+        tx.log()
+    );
+}
+
+#[test]
+fn enforce_with_two_mxes_delivers_through_the_listed_one_only() {
+    let w = World::get();
+    let d = w.unique("e2e-two");
+    let unlisted = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    let listed = Receiver::start(&w, &format!("mx2.{d}"), "good");
+    // The unlisted MX is the preferred one.
+    publish(
+        &w,
+        &d,
+        &[(10, &unlisted), (20, &listed)],
+        Some(&policy("enforce", &[&format!("mx2.{d}")], 3600)),
+    );
+    let tx = Sender::new(&w, "e2e-two");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(delivered(&log, "mtasts_enforce", &listed.name), "{log}");
+    assert_eq!((unlisted.connections(), unlisted.received()), (0, 0));
+    assert_eq!(listed.received(), 1);
+}
+
+#[test]
+fn testing_mode_delivers_despite_a_bad_certificate() {
+    let w = World::get();
+    let d = w.unique("e2e-testing");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "untrusted");
+    publish(&w, &d, &[(10, &rx)], Some(&policy("testing", &[&format!("mx1.{d}")], 3600)));
+    let tx = Sender::new(&w, "e2e-testing");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(delivered(&log, "mtasts_testing", &rx.name), "{log}");
+    assert!(log.contains("CV=no"), "{log}");
+    assert_eq!(rx.received(), 1);
+}
+
+#[test]
+fn no_mta_sts_and_mode_none_are_delivered_as_usual() {
+    let w = World::get();
+    let plain = w.unique("e2e-plain");
+    let optout = w.unique("e2e-none");
+    let rx1 = Receiver::start(&w, &format!("mx.{plain}"), "none");
+    let rx2 = Receiver::start(&w, &format!("mx.{optout}"), "untrusted");
+    publish(&w, &plain, &[(10, &rx1)], None);
+    publish(&w, &optout, &[(10, &rx2)], Some("version: STSv1\nmode: none\nmax_age: 3600\n"));
+    let tx = Sender::new(&w, "e2e-none");
+    let log = tx.send(&format!("bob@{plain}"));
+    assert!(delivered(&log, "dnslookup", &rx1.name), "{log}");
+    let log = tx.send(&format!("bob@{optout}"));
+    assert!(delivered(&log, "dnslookup", &rx2.name), "{log}");
+    assert_eq!((rx1.received(), rx2.received()), (1, 1));
+}
+
+#[test]
+fn policy_fetch_failure_delivers_as_none_by_default_and_defers_with_fetch_failure_fail() {
+    let w = World::get();
+    let d = w.unique("e2e-fetchfail");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+    w.serve_policy(&d, "broken", "status=500");
+    let tx = Sender::new(&w, "e2e-fetchfail");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(delivered(&log, "dnslookup", &rx.name), "{log}");
+    assert!(
+        tx.log().contains(&format!("domain={d} answer=none: policy fetch for id=1 failed")),
+        "{}",
+        tx.log()
+    );
+
+    let strict = Sender::new(&w, "e2e-fetchfail-strict");
+    strict.mta_sts_config("fetch_failure = \"fail\"\n");
+    let log = strict.send(&format!("carol@{d}"));
+    assert!(
+        log.contains(&format!("== carol@{d} R=mtasts_fail defer (-1): MTA-STS policy state unknown")),
+        "{log}"
+    );
+    assert_eq!(rx.received(), 1, "only the first message");
+}
+
+#[test]
+fn temporary_dns_failure_or_broken_config_defers_and_sends_nothing() {
+    let w = World::get();
+    let d = w.unique("e2e-dnsfail");
+    let rx = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    w.zone(&d, &format!("{d} MX 10 {}\n{}_mta-sts.{d} SERVFAIL\n", rx.name, rx.a_record()));
+    let tx = Sender::new(&w, "e2e-dnsfail");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(
+        log.contains(&format!("== bob@{d} R=mtasts_fail defer (-1): MTA-STS policy state unknown")),
+        "{log}"
+    );
+    assert!(
+        tx.log().contains(&format!("mta-sts: domain={d} answer=fail: temporary DNS failure")),
+        "{}",
+        tx.log()
+    );
+
+    let e = w.unique("e2e-badconf");
+    publish(&w, &e, &[(10, &rx)], None);
+    let broken = Sender::new(&w, "e2e-badconf");
+    broken.mta_sts_config("this is not toml\n");
+    let log = broken.send(&format!("bob@{e}"));
+    assert!(log.contains(&format!("== bob@{e} R=mtasts_fail defer (-1)")), "{log}");
+    assert!(
+        broken
+            .log()
+            .contains(&format!("mta-sts: configuration file {}: TOML parse error", broken.toml.display())),
+        "{}",
+        broken.log()
+    );
+    assert_eq!((rx.connections(), rx.received()), (0, 0), "nothing sent");
+}
+
+#[test]
+fn cached_enforce_policy_stays_in_force_when_the_policy_host_goes_down() {
+    let w = World::get();
+    let d = w.unique("e2e-cached");
+    let listed = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    publish(&w, &d, &[(10, &listed)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+    let tx = Sender::new(&w, "e2e-cached");
+    tx.mta_sts_config("recheck_interval = 0\n");
+    let log = tx.send(&format!("bob@{d}"));
+    assert!(delivered(&log, "mtasts_enforce", &listed.name), "{log}");
+
+    // Now the policy host is gone, a new id is published, and an attacker's preferred MX
+    // appears: the cached enforce policy must keep mail away from it.
+    let evil = Receiver::start(&w, &format!("evil.{d}"), "good");
+    std::fs::remove_file(w.policy_dir(&d).join("body")).unwrap();
+    w.zone(
+        &d,
+        &format!(
+            "{d} MX 5 {}\n{}{d} MX 10 {}\n{}_mta-sts.{d} TXT \"v=STSv1; id=2\"\n",
+            evil.name,
+            evil.a_record(),
+            listed.name,
+            listed.a_record()
+        ),
+    );
+    let log = tx.send(&format!("carol@{d}"));
+    assert!(delivered(&log, "mtasts_enforce", &listed.name), "{log}");
+    assert_eq!(evil.connections(), 0, "{}", evil.log());
+    assert_eq!(listed.received(), 2);
+}
