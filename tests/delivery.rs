@@ -46,6 +46,15 @@ fn enforce_listed_mx_with_valid_certificate_is_delivered() {
         "{log}"
     );
     assert_eq!(rx.received(), 1);
+
+    // The shipped lmdb-lookup example (exim-config/acl.conf), in the lmdb-capable Exim
+    // with the same configuration, reads what the library stored during that delivery.
+    let e = format!("${{acl{{mta_sts_cached}}{{{d}}}}}|${{acl{{mta_sts_cached}}{{nothing.{d}}}}}");
+    let (out, err) = exim_be(&lmdb_exim(), &tx.conf, &tx.toml, &e);
+    let (cached, nothing) = out.split_once('|').unwrap_or_else(|| panic!("{out} {err}"));
+    assert!(cached.starts_with(&format!("mode=enforce mx=mx1.{d} expires=")), "{out} {err}");
+    assert!(cached.ends_with(" report=-"), "{out}");
+    assert_eq!(nothing, "mode=none");
 }
 
 #[test]

@@ -382,7 +382,7 @@ fn shipped_exim_config_parses_in_both_exims() {
     std::fs::write(
         &conf,
         format!(
-            ".include {0}/main.conf\ndomainlist local_domains = sender.test\nexim_user = Debian-exim\nexim_group = Debian-exim\nbegin routers\n.include {0}/routers.conf\nbegin transports\n.include {0}/transports.conf\n",
+            ".include {0}/main.conf\ndomainlist local_domains = sender.test\nexim_user = Debian-exim\nexim_group = Debian-exim\nbegin acl\n.include {0}/acl.conf\nbegin routers\n.include {0}/routers.conf\nbegin transports\n.include {0}/transports.conf\n",
             cfgdir.display()
         ),
     )

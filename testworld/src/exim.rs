@@ -101,7 +101,7 @@ box:
 }
 
 /// Writes a sending Exim's configuration in `dir`: the shipped `exim-config/` files
-/// (main.conf, routers.conf, transports.conf from `shipped`) with the library at `lib`,
+/// (main.conf, acl.conf, routers.conf, transports.conf from `shipped`) with the library at `lib`,
 /// followed by an ordinary dnslookup router for everything else. Target hosts on loopback
 /// are allowed (the test world lives there).
 pub fn sender(dir: &Path, shipped: &Path, lib: &Path) -> Result<PathBuf, String> {
@@ -123,6 +123,9 @@ keep_environment = EXIM_MTA_STS_CONFIG
 log_file_path = {d}/log/%slog
 spool_directory = {d}/spool
 log_selector = +smtp_connection +tls_peerdn
+
+begin acl
+.include {s}/acl.conf
 
 begin routers
 .include {s}/routers.conf
