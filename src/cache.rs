@@ -16,7 +16,7 @@ use lmdb::{Cursor, Database, Environment, EnvironmentFlags, InactiveTransaction,
 use std::path::{Path, PathBuf};
 
 pub const SCHEMA_KEY: &[u8] = b"!schema";
-pub const SCHEMA: &[u8] = b"exim-mta-sts state 1";
+pub const SCHEMA: &[u8] = b"exim-mta-sts state 2";
 
 /// What an entry records about a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +95,10 @@ pub struct Entry<S> {
     /// 0 when the shared database agrees with this entry; otherwise its update failed
     /// (say, a full disk) and is tried again from this time on.
     pub shared_retry: u64,
+    /// DANE applies (SPEC §5), as last checked.
+    pub dane: bool,
+    /// Until when that DANE answer holds (0: never checked).
+    pub dane_until: u64,
     /// The TXT `id` the policy was fetched under (or that failed).
     pub id: S,
     /// The `mx` patterns, colon-separated (the shared database's form).
@@ -124,6 +128,8 @@ impl<S> Entry<S> {
             fetched: self.fetched,
             retry_after: self.retry_after,
             shared_retry: self.shared_retry,
+            dane: self.dane,
+            dane_until: self.dane_until,
             id: f(&self.id),
             mx: f(&self.mx),
             report: f(&self.report),
@@ -149,13 +155,15 @@ impl<S: AsRef<str>> Entry<S> {
         self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
-    /// Serialises: magic, kind, mode, five u64 (LE), then six length-prefixed strings.
+    /// Serialises: magic, kind, mode, DANE flag, six u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
         let strings =
             [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
         let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
-        out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode)]);
-        for t in [self.expires, self.checked, self.fetched, self.retry_after, self.shared_retry] {
+        out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode), u8::from(self.dane)]);
+        for t in
+            [self.expires, self.checked, self.fetched, self.retry_after, self.shared_retry, self.dane_until]
+        {
             out.extend_from_slice(&t.to_le_bytes());
         }
         for s in strings {
@@ -178,6 +186,8 @@ impl OwnedEntry {
             fetched: 0,
             retry_after: 0,
             shared_retry: 0,
+            dane: false,
+            dane_until: 0,
             id: "",
             mx: "",
             report: "",
@@ -190,17 +200,17 @@ impl OwnedEntry {
 }
 
 const MAGIC: u8 = b'S';
-const HEADER: usize = 3 + 5 * 8;
+const HEADER: usize = 4 + 6 * 8;
 
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
     pub fn decode(b: &'a [u8]) -> Option<Entry<&'a str>> {
-        let (&[magic, kind, mode], rest) = b.split_first_chunk::<3>()?;
-        if magic != MAGIC {
+        let (&[magic, kind, mode, dane], rest) = b.split_first_chunk::<4>()?;
+        if magic != MAGIC || dane > 1 {
             return None;
         }
         let mut rest = rest;
-        let mut times = [0u64; 5];
+        let mut times = [0u64; 6];
         for t in &mut times {
             let (n, r) = rest.split_first_chunk::<8>()?;
             *t = u64::from_le_bytes(*n);
@@ -214,7 +224,7 @@ impl<'a> Entry<&'a str> {
             *s = std::str::from_utf8(bytes).ok()?;
             rest = r;
         }
-        let [expires, checked, fetched, retry_after, shared_retry] = times;
+        let [expires, checked, fetched, retry_after, shared_retry, dane_until] = times;
         let [id, mx, report, text, note, failed_id] = strings;
         Some(Entry {
             kind: Kind::from_code(kind)?,
@@ -224,6 +234,8 @@ impl<'a> Entry<&'a str> {
             fetched,
             retry_after,
             shared_retry,
+            dane: dane == 1,
+            dane_until,
             id,
             mx,
             report,
@@ -487,6 +499,8 @@ mod tests {
             fetched: 1_700_000_001,
             retry_after: 0,
             shared_retry: 0,
+            dane: false,
+            dane_until: 1_700_000_600,
             id: "20240101",
             mx: "mx1.example.com:*.example.net",
             report: "tlsrpt@example.com",

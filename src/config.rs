@@ -40,6 +40,9 @@ pub struct Config {
     pub refresh_after: u64,
     /// Check for DNSSEC-authenticated TLSA records before MTA-STS (SPEC §5).
     pub dane: bool,
+    /// Shortest time in seconds a DANE answer is cached (the records' TTLs decide, up to a
+    /// day, but never less than this).
+    pub dane_min_ttl: u64,
     /// Seconds a domain without MTA-STS is remembered before DNS is asked again.
     pub negative_ttl: u64,
     /// Seconds a temporary DNS failure (with nothing cached) is remembered: `fail` is
@@ -68,6 +71,7 @@ impl Default for Config {
             recheck_interval: 3600,
             refresh_after: 86400,
             dane: true,
+            dane_min_ttl: 60,
             negative_ttl: 3600,
             tempfail_ttl: 60,
             fetch_backoff: 300,
@@ -268,6 +272,7 @@ mod shipped_example {
                 "recheck_interval",
                 "refresh_after",
                 "dane",
+                "dane_min_ttl",
                 "negative_ttl",
                 "tempfail_ttl",
                 "fetch_backoff",

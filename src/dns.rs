@@ -121,6 +121,14 @@ impl Resolver {
         }
     }
 
+    /// TLSA records of `name` as (usage, selector, matching type) (RFC 6698 §2.1).
+    pub fn tlsa(&self, name: &str) -> Result<Answer<(u8, u8, u8)>, DnsError> {
+        self.lookup(name, RecordType::TLSA, |data| match data {
+            RData::TLSA(t) => Some((u8::from(t.cert_usage), u8::from(t.selector), u8::from(t.matching))),
+            _ => None,
+        })
+    }
+
     /// Asks for `name`/`rtype` and maps each record of that type with `pick`.
     pub fn lookup<T>(
         &self,
@@ -128,22 +136,44 @@ impl Resolver {
         rtype: RecordType,
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Answer<T>, DnsError> {
+        self.lookup_with(name, rtype, false, pick)
+    }
+
+    /// [`Resolver::lookup`] with the CD (checking disabled) bit: a validating resolver
+    /// then answers even when validation fails, which tells a bogus answer (data with CD,
+    /// SERVFAIL without) from an unreachable one.
+    pub fn lookup_unchecked<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Answer<T>, DnsError> {
+        self.lookup_with(name, rtype, true, pick)
+    }
+
+    fn lookup_with<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        checking_disabled: bool,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Result<Answer<T>, DnsError> {
         let qname = Name::from_ascii(name).map_err(|e| DnsError(format!("bad name {name:?}: {e}")))?;
-        let response = self.ask(&qname, rtype)?;
+        let response = self.ask(&qname, rtype, checking_disabled)?;
         let nxdomain = response.metadata.response_code == ResponseCode::NXDomain;
         let used: Vec<&Record> = response.answers.iter().filter(|r| r.record_type() == rtype).collect();
         let ttl = used.iter().map(|r| r.ttl).min().unwrap_or(0);
         Ok(Answer {
             items: used.iter().filter_map(|r| pick(&r.data)).collect(),
             nxdomain,
-            authentic: self.trust_ad && response.metadata.authentic_data,
+            authentic: self.trust_ad && response.metadata.authentic_data && !checking_disabled,
             ttl,
         })
     }
 
     /// One question to the configured servers, in order, `attempts` rounds, within the
     /// deadline. Returns the first NOERROR or NXDOMAIN response.
-    fn ask(&self, qname: &Name, rtype: RecordType) -> Result<Message, DnsError> {
+    fn ask(&self, qname: &Name, rtype: RecordType, checking_disabled: bool) -> Result<Message, DnsError> {
         let start = Instant::now();
         let mut last = String::from("no server answered");
         for _ in 0..self.attempts {
@@ -155,7 +185,7 @@ impl Resolver {
                         self.deadline
                     )));
                 }
-                match self.ask_server(*server, qname, rtype, self.per_try.min(left)) {
+                match self.ask_server(*server, qname, rtype, checking_disabled, self.per_try.min(left)) {
                     Ok(m) => match m.metadata.response_code {
                         ResponseCode::NoError | ResponseCode::NXDomain => return Ok(m),
                         rc => last = format!("{server} answered {rc}"),
@@ -172,6 +202,7 @@ impl Resolver {
         server: SocketAddr,
         qname: &Name,
         rtype: RecordType,
+        checking_disabled: bool,
         wait: Duration,
     ) -> Result<Message, String> {
         let mut id = [0u8; 2];
@@ -180,6 +211,7 @@ impl Resolver {
         let mut query = Message::new(id, MessageType::Query, OpCode::Query);
         query.metadata.recursion_desired = true;
         query.metadata.authentic_data = true;
+        query.metadata.checking_disabled = checking_disabled;
         let mut edns = Edns::new();
         edns.set_max_payload(EDNS_PAYLOAD);
         query.set_edns(edns);

@@ -159,6 +159,7 @@ fn mode_answer(a: Answer<'_>) -> &'static CStr {
         Answer::Policy { mode: Mode::Testing, .. } => c"testing",
         Answer::Policy { mode: Mode::None, .. } | Answer::NoPolicy => c"none",
         Answer::Fail => c"fail",
+        Answer::Dane { .. } => c"dane",
     }
 }
 
@@ -176,7 +177,8 @@ fn host_answer(domain: &str, host: &[u8], a: Answer<'_>) -> &'static CStr {
                 c"0"
             }
         }
-        Answer::Policy { mode: Mode::None, .. } | Answer::NoPolicy => c"",
+        // RFC 8461 §2: DANE governs; Exim's DANE checks the host (RFC.md A-14).
+        Answer::Policy { mode: Mode::None, .. } | Answer::NoPolicy | Answer::Dane { .. } => c"",
         // SPEC §2: "0 … also when the library cannot decide (fail closed)".
         Answer::Fail => c"0",
     }
@@ -205,7 +207,7 @@ export! {
     getmx, none_or_empty, |a| match a.as_slice() {
         [d] => with_domain(d, |d| {
             process::with_answer(d, |ans| match ans {
-                Answer::Policy { mx, .. } => Reply::Text(mx.as_bytes().to_vec()),
+                Answer::Policy { mx, .. } | Answer::Dane { mx } => Reply::Text(mx.as_bytes().to_vec()),
                 Answer::NoPolicy | Answer::Fail => Reply::Static(c""),
             })
         }, Reply::Static(c"")),

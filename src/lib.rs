@@ -10,13 +10,14 @@
 //! - [`process`]: per-process state, the hot and cold paths, fetch leases;
 //! - [`lookup`]: the RFC 8461 §5.1 decision from cache, clock, DNS and fetch;
 //! - [`policy`], [`mx`], [`domain`]: pure parsers and matching;
-//! - [`dns`], [`fetch`]: the network (system resolver, HTTPS);
+//! - [`dns`], [`fetch`], [`dane`]: the network (system resolver, HTTPS, DANE check);
 //! - [`cache`], [`shared_db`], [`lmdbfile`]: the two LMDB files;
 //! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C.
 #![deny(unsafe_code)]
 
 pub mod cache;
 pub mod config;
+pub mod dane;
 pub mod dns;
 pub mod domain;
 pub mod fetch;

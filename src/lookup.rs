@@ -21,6 +21,9 @@ pub enum Answer<'a> {
     NoPolicy,
     /// The state cannot safely be known now (SPEC §4): the caller answers `fail`/`0`.
     Fail,
+    /// DANE applies and takes precedence (SPEC §5, RFC 8461 §2). `mx` is the cached MTA-STS
+    /// policy's patterns, if any (for `getmx`).
+    Dane { mx: &'a str },
 }
 
 /// The network as the decision needs it.
@@ -35,6 +38,9 @@ pub trait Net {
 /// a policy just fetched applies to the delivery in progress even with `max_age: 0`
 /// (RFC.md A-05).
 pub fn fresh<'a>(e: &Entry<&'a str>, cfg: &Config) -> Answer<'a> {
+    if cfg.dane && e.dane {
+        return Answer::Dane { mx: if e.kind == Kind::Policy { e.mx } else { "" } };
+    }
     match e.kind {
         Kind::Policy => Answer::Policy { mode: e.mode, mx: e.mx },
         Kind::NoSts => Answer::NoPolicy,
@@ -51,15 +57,26 @@ pub fn fresh<'a>(e: &Entry<&'a str>, cfg: &Config) -> Answer<'a> {
 /// The answer from a stored entry at `now`, or `None` when the entry is too old and the
 /// cold path must run.
 pub fn hot<'a>(e: &Entry<&'a str>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
+    // A shared-database update that failed is due to be tried again; or the DANE answer
+    // is stale (or was never made).
+    if (e.shared_retry != 0 && now >= e.shared_retry) || (cfg.dane && now >= e.dane_until) {
+        return None;
+    }
+    if cfg.dane && e.dane {
+        return Some(fresh(e, cfg));
+    }
+    sts_hot(e, now, cfg)
+}
+
+/// The MTA-STS part of [`hot`]: the answer while the entry's MTA-STS state is fresh.
+pub fn sts_hot<'a>(e: &Entry<&'a str>, now: u64, cfg: &Config) -> Option<Answer<'a>> {
     let usable = match e.kind {
         // RFC 8461 §5.1: use the cached policy while unexpired; re-check the TXT id no
         // more often than `recheck_interval` (§3: a changed id means a new policy).
         Kind::Policy => now < e.expires && now < e.checked.saturating_add(cfg.recheck_interval),
         Kind::NoSts | Kind::FetchFailed | Kind::TempFail => now < e.expires,
     };
-    // A shared-database update that failed is due to be tried again.
-    let shared_due = e.shared_retry != 0 && now >= e.shared_retry;
-    (usable && !shared_due).then(|| fresh(e, cfg))
+    usable.then(|| fresh(e, cfg))
 }
 
 fn unexpired_policy<'a>(cached: Option<&Entry<&'a str>>, now: u64) -> Option<Entry<&'a str>> {
@@ -187,6 +204,8 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         fetched: now,
         retry_after: 0,
         shared_retry: 0,
+        dane: false,
+        dane_until: 0,
         id: id.to_owned(),
         mx: p.mx.join(":"),
         report,
@@ -264,7 +283,35 @@ mod tests {
         let mut e = OwnedEntry::bare(kind, expires, checked);
         e.mode = Mode::Enforce;
         e.mx = "mx.example.com".into();
+        e.dane_until = u64::MAX;
         e
+    }
+
+    #[test]
+    fn dane_takes_precedence_while_its_answer_is_fresh() {
+        let cfg = Config::default();
+        let mut e = entry(Kind::Policy, 1000, 500);
+        e.dane = true;
+        e.dane_until = 700;
+        assert_eq!(hot(&e.view(), 600, &cfg), Some(Answer::Dane { mx: "mx.example.com" }));
+        assert_eq!(hot(&e.view(), 700, &cfg), None, "DANE answer stale");
+        // Even when the MTA-STS part is stale, a fresh DANE answer needs no DNS.
+        assert_eq!(
+            hot(&e.view(), 650, &Config { recheck_interval: 0, ..Config::default() }),
+            Some(Answer::Dane { mx: "mx.example.com" })
+        );
+        // dane = false: MTA-STS only.
+        let off = Config { dane: false, ..Config::default() };
+        assert_eq!(hot(&e.view(), 1000, &off), None, "policy expired");
+        assert_eq!(
+            hot(&e.view(), 550, &off),
+            Some(Answer::Policy { mode: Mode::Enforce, mx: "mx.example.com" })
+        );
+        e.dane = false;
+        assert_eq!(
+            hot(&e.view(), 600, &cfg),
+            Some(Answer::Policy { mode: Mode::Enforce, mx: "mx.example.com" })
+        );
     }
 
     #[test]

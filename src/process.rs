@@ -13,7 +13,7 @@ use crate::dns::{self, DnsError};
 use crate::fetch::{FetchError, FetchOptions, Fetched, Fetcher};
 use crate::lookup::{self, Answer, Net};
 use crate::shared_db::{self, Change, SharedPolicy};
-use crate::{log, sys};
+use crate::{dane, log, sys};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -128,9 +128,40 @@ pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
     let net = p.net.get_or_insert_with(|| LiveNet::new(cfg));
     let entry = match &mut p.store {
         Ok(store) => cold_with_store(store, domain, cached, now, cfg, net),
-        Err(_) => lookup::refresh(domain, None, now, cfg, net),
+        Err(_) => cold(domain, None, now, cfg, net),
     };
     f(lookup::fresh(&entry.view(), cfg))
+}
+
+/// The cold path proper: the MTA-STS state refreshed unless still fresh, and the DANE
+/// answer re-checked once stale (SPEC §5).
+fn cold(domain: &str, cached: Option<&OwnedEntry>, now: u64, cfg: &Config, net: &mut LiveNet) -> OwnedEntry {
+    let mut entry = match cached.filter(|c| lookup::sts_hot(&c.view(), now, cfg).is_some()) {
+        Some(c) => c.clone(),
+        None => lookup::refresh(domain, cached.map(Entry::view).as_ref(), now, cfg, net),
+    };
+    if !cfg.dane {
+        return entry;
+    }
+    match cached.filter(|c| now < c.dane_until) {
+        Some(c) => (entry.dane, entry.dane_until) = (c.dane, c.dane_until),
+        None => {
+            let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl);
+            let was = cached.is_some_and(|c| c.dane);
+            if st.applies && !was {
+                log::info(&format!("domain={domain} answer=dane: {}", st.why));
+            } else if was && !st.applies {
+                log::info(&format!("domain={domain}: DANE no longer applies ({}); MTA-STS applies", st.why));
+            } else if !st.applies && st.why.contains("DNSSEC validation") {
+                log::warn(&format!("domain={domain} not dane: {}", st.why));
+            } else {
+                log::debug(|| format!("domain={domain} dane={}: {}", st.applies, st.why));
+            }
+            entry.dane = st.applies;
+            entry.dane_until = now.saturating_add(st.ttl);
+        }
+    }
+    entry
 }
 
 /// The lease lasts as long as a whole cold path may take.
@@ -159,7 +190,7 @@ fn cold_with_store(
         }
         Err(e) => log::warn(&format!("{e}; fetching without a lease")),
     }
-    let mut entry = lookup::refresh(domain, cached.as_ref().map(Entry::view).as_ref(), now, cfg, net);
+    let mut entry = cold(domain, cached.as_ref(), now, cfg, net);
     entry.shared_retry = match sync_shared(cfg, domain, cached.as_ref(), &entry) {
         Ok(()) => 0,
         Err(()) => now + SHARED_RETRY,
