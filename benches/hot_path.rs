@@ -17,10 +17,17 @@ fn fill(state: &std::path::Path, now: u64) {
         let store = Store::open(&state).unwrap();
         let mut p = OwnedEntry::bare(Kind::Policy, now + 86400, now);
         p.mode = Mode::Enforce;
+        // The DANE answer ("no DANE") is fresh too, so calls stay on the hot path.
+        p.dane_until = now + 86400;
         p.id = "bench1".into();
         p.mx = "mx1.cached.example:*.mx.cached.example".into();
         store.put("cached.example", &p.view()).unwrap();
-        store.put("nosts.example", &OwnedEntry::bare(Kind::NoSts, now + 86400, now).view()).unwrap();
+        let mut n = OwnedEntry::bare(Kind::NoSts, now + 86400, now);
+        n.dane_until = now + 86400;
+        store.put("nosts.example", &n.view()).unwrap();
+        let mut d = p.clone();
+        d.dane = true;
+        store.put("dane.example", &d.view()).unwrap();
         // Bulk: 10 000 other domains, so lookups are not in a one-page tree.
         for i in 0..10_000 {
             let mut q = p.clone();
@@ -65,10 +72,12 @@ fn hot_path(c: &mut Criterion) {
     let nosts = CString::new("nosts.example").unwrap();
     let host = CString::new("a.mx.cached.example").unwrap();
     let d5000 = CString::new("d5000.example").unwrap();
+    let dane = CString::new("dane.example").unwrap();
     // Check the answers once (and open the store) before timing.
     assert_eq!(call(getmta, &[&cached]), "enforce".len());
     assert_eq!(call(getmta, &[&nosts]), "none".len());
     assert_eq!(call(getmta, &[&cached, &host]), 0);
+    assert_eq!(call(getmta, &[&dane]), "dane".len());
 
     let mut g = c.benchmark_group("hot_path");
     g.measurement_time(Duration::from_secs(3));
@@ -78,13 +87,14 @@ fn hot_path(c: &mut Criterion) {
     });
     g.bench_function("getmta cached policy among 10k", |b| b.iter(|| call(getmta, &[black_box(&d5000)])));
     g.bench_function("getmta negatively cached", |b| b.iter(|| call(getmta, &[black_box(&nosts)])));
+    g.bench_function("getmta cached DANE answer", |b| b.iter(|| call(getmta, &[black_box(&dane)])));
     g.bench_function("getmta host form, wildcard match", |b| {
         b.iter(|| call(getmta, &[black_box(&cached), black_box(&host)]))
     });
     g.bench_function("getmx cached policy", |b| b.iter(|| call(getmx, &[black_box(&cached)])));
     g.finish();
     let size = std::fs::metadata(dir.path().join("state.mdb")).unwrap().len();
-    eprintln!("state store with 10 002 entries: {} KiB on disk", size / 1024);
+    eprintln!("state store with 10 003 entries: {} KiB on disk", size / 1024);
 }
 
 criterion_group!(benches, hot_path);

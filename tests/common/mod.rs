@@ -220,9 +220,40 @@ pub fn exim_be_with(
     mta_sts_config: &Path,
     expansion: &str,
 ) -> (String, String) {
+    let mut cmd = std::process::Command::new(exim);
+    cmd.args(opts);
+    be_run(cmd, conf, mta_sts_config, expansion)
+}
+
+/// [`exim_be`] with the test world's validating resolver as /etc/resolv.conf (in a
+/// mount namespace of its own), so that DNSSEC-signed answers carry the AD bit.
+pub fn exim_be_validating(
+    exim: &Path,
+    conf: &Path,
+    mta_sts_config: &Path,
+    expansion: &str,
+) -> (String, String) {
+    be_run(validating(exim), conf, mta_sts_config, expansion)
+}
+
+/// `program`, to be run with the validating resolver (see [`exim_be_validating`]).
+pub fn validating(program: &Path) -> std::process::Command {
+    let w = World::get();
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\""])
+        .arg(w.dir.join("resolv-validating.conf"))
+        .arg(program);
+    c
+}
+
+fn be_run(
+    mut cmd: std::process::Command,
+    conf: &Path,
+    mta_sts_config: &Path,
+    expansion: &str,
+) -> (String, String) {
     use std::io::Write;
-    let mut child = std::process::Command::new(exim)
-        .args(opts)
+    let mut child = cmd
         .arg("-C")
         .arg(conf)
         .arg("-be")
@@ -271,7 +302,12 @@ pub struct Receiver {
 impl Receiver {
     /// `tls`: good, wrong-name, untrusted, expired or none.
     pub fn start(w: &World, name: &str, tls: &str) -> Receiver {
-        let ip = next_ip();
+        Receiver::start_at(w, name, &next_ip(), tls)
+    }
+
+    /// [`Receiver::start`] on a given address.
+    pub fn start_at(w: &World, name: &str, ip: &str, tls: &str) -> Receiver {
+        let ip = ip.to_owned();
         let out = std::process::Command::new(testworld())
             .arg("receiver")
             .arg(&w.dir)
@@ -322,6 +358,8 @@ pub struct Sender {
     pub conf: PathBuf,
     /// The library's configuration file (extra keys via [`Sender::mta_sts_config`]).
     pub toml: PathBuf,
+    /// Send with the validating resolver (DNSSEC, for DANE).
+    pub validating: bool,
 }
 
 impl Sender {
@@ -337,7 +375,7 @@ impl Sender {
             .unwrap();
         assert!(out.status.success(), "sender: {}", String::from_utf8_lossy(&out.stderr));
         let conf = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Sender { toml: dir.join("mta-sts.toml"), dir, conf }
+        Sender { toml: dir.join("mta-sts.toml"), dir, conf, validating: false }
     }
 
     /// Appends lines to the library's configuration file.
@@ -351,7 +389,12 @@ impl Sender {
     /// log lines about `rcpt`.
     pub fn send(&self, rcpt: &str) -> String {
         use std::io::Write;
-        let mut child = std::process::Command::new(debian_exim())
+        let mut cmd = if self.validating {
+            validating(&debian_exim())
+        } else {
+            std::process::Command::new(debian_exim())
+        };
+        let mut child = cmd
             .arg("-C")
             .arg(&self.conf)
             .args(["-odi", "-f", "sender@origin.test", rcpt])

@@ -35,7 +35,10 @@ fn tls_lines(world: &Path, name: &str, tls: &str) -> Result<String, String> {
         "good" | "wrong-name" | "untrusted" | "expired" => tls,
         _ => return Err(format!("tls: good, wrong-name, untrusted, expired or none, not {tls}")),
     };
-    crate::cert(world, name, flavour)?;
+    // A good certificate made earlier (one whose TLSA record is already signed) is kept.
+    if !(flavour == "good" && world.join("certs").join(format!("{name}.crt")).exists()) {
+        crate::cert(world, name, flavour)?;
+    }
     let certs = world.join("certs");
     Ok(format!(
         "tls_advertise_hosts = *\ntls_certificate = {0}/{name}.crt\ntls_privatekey = {0}/{name}.key\n",

@@ -1,0 +1,178 @@
+//! DANE precedence (SPEC §5, RFC 8461 §2) with real DNSSEC: signed zones served by nsd
+//! behind a validating unbound (scripts/world-dnssec), the library inside real Exims that
+//! use that resolver. The signed domains and their policies are set up with the world:
+//!
+//! | domain | DNSSEC | TLSA | policy |
+//! | --- | --- | --- | --- |
+//! | dane.sec.test | signed | DANE-EE for its MX | enforce |
+//! | nodane.sec.test | signed | none | testing |
+//! | unusable.sec.test | signed | PKIX-EE only (unusable for SMTP) | enforce |
+//! | bogus.test | MX RRset's signature broken | DANE-EE | enforce |
+//! | change.test | signed; the DANE-change test edits it | DANE-EE | enforce |
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn getmta(dir: &Path, cfg: &Path, args: &[&str]) -> (String, String) {
+    exim_be_validating(&debian_exim(), &exim_conf(dir), cfg, &dlfunc(&lib_path(), "getmta", args))
+}
+
+#[test]
+fn signed_domain_with_usable_tlsa_is_dane() {
+    let w = World::get();
+    let dir = w.scratch("dane");
+    let cfg = config(&dir, "");
+    let (out, err) = getmta(&dir, &cfg, &["dane.sec.test"]);
+    assert_eq!(out, "dane", "{err}");
+    assert!(
+        err.contains(
+            "domain=dane.sec.test answer=dane: DNSSEC-authenticated TLSA records for MX mx.dane.sec.test"
+        ),
+        "{err}"
+    );
+    // DANE governs the host too (Exim's DANE checks it), and getmx still shows the
+    // cached MTA-STS patterns.
+    let (out, err) = getmta(&dir, &cfg, &["dane.sec.test", "elsewhere.example"]);
+    assert_eq!(out, "", "{err}");
+    let e = dlfunc(&lib_path(), "getmx", &["dane.sec.test"]);
+    let (out, err) = exim_be_validating(&debian_exim(), &exim_conf(&dir), &cfg, &e);
+    assert_eq!(out, "mx.dane.sec.test", "{err}");
+}
+
+#[test]
+fn the_same_domain_without_a_validating_resolver_is_not_dane() {
+    // Through testworld's plain DNS (no AD bit) the same records give the MTA-STS mode.
+    let w = World::get();
+    let dir = w.scratch("dane-plain");
+    w.zone(
+        "dane-plain",
+        "dane.sec.test MX 10 mx.dane.sec.test\n_25._tcp.mx.dane.sec.test TLSA 3 0 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n_mta-sts.dane.sec.test TXT \"v=STSv1; id=d1\"\nmta-sts.dane.sec.test A 127.0.1.1\n",
+    );
+    let cfg = config(&dir, "");
+    let (out, err) =
+        exim_be(&debian_exim(), &exim_conf(&dir), &cfg, &dlfunc(&lib_path(), "getmta", &["dane.sec.test"]));
+    w.zone("dane-plain", "");
+    assert_eq!(out, "enforce", "{err}");
+}
+
+#[test]
+fn signed_domain_without_tlsa_gets_its_mta_sts_mode() {
+    let w = World::get();
+    let dir = w.scratch("nodane");
+    let (out, err) = getmta(&dir, &config(&dir, ""), &["nodane.sec.test"]);
+    assert_eq!(out, "testing", "{err}");
+}
+
+#[test]
+fn unsigned_domain_with_tlsa_records_is_not_dane() {
+    let w = World::get();
+    let d = w.unique("unsigned-tlsa");
+    w.sts_domain(&d, "u", &policy("enforce", &[&format!("mx.{d}")], 600));
+    let mut zone = std::fs::read_to_string(w.dir.join("dns").join(format!("{d}.zone"))).unwrap();
+    zone.push_str(&format!(
+        "{d} MX 10 mx.{d}\nmx.{d} A 127.0.4.9\n_25._tcp.mx.{d} TLSA 3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n"
+    ));
+    w.zone(&d, &zone);
+    let dir = w.scratch("unsigned-tlsa");
+    let (out, err) = getmta(&dir, &config(&dir, ""), &[&d]);
+    assert_eq!(out, "enforce", "{err}");
+}
+
+#[test]
+fn unusable_tlsa_records_are_not_dane() {
+    let w = World::get();
+    let dir = w.scratch("unusable");
+    let (out, err) = getmta(&dir, &config(&dir, ""), &["unusable.sec.test"]);
+    assert_eq!(out, "enforce", "{err}");
+}
+
+#[test]
+fn bogus_signatures_are_not_dane_and_the_log_says_why() {
+    let w = World::get();
+    let dir = w.scratch("bogus");
+    let (out, err) = getmta(&dir, &config(&dir, ""), &["bogus.test"]);
+    assert_ne!(out, "dane", "{err}");
+    assert_eq!(out, "enforce", "its (validly signed) MTA-STS record still applies: {err}");
+    assert!(
+        err.contains(
+            "domain=bogus.test not dane: DNSSEC validation of bogus.test MX failed (bogus signatures"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn dane_false_gives_the_mta_sts_mode() {
+    let w = World::get();
+    let dir = w.scratch("dane-off");
+    let (out, err) = getmta(&dir, &config(&dir, "dane = false"), &["dane.sec.test"]);
+    assert_eq!(out, "enforce", "{err}");
+    assert!(!err.contains("answer=dane"), "{err}");
+}
+
+fn resign(zone: &str) {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let st = std::process::Command::new(here.join("scripts/world-dnssec"))
+        .args(["resign", zone])
+        .env("TESTWORLD", testworld())
+        .status()
+        .unwrap();
+    assert!(st.success(), "resign {zone}");
+}
+
+#[test]
+fn dane_state_changes_are_picked_up_after_the_ttl() {
+    let w = World::get();
+    let zone_file = w.dir.join("dnssec/change.test.zone");
+    let original = std::fs::read_to_string(&zone_file).unwrap();
+    let dir = w.scratch("dane-change");
+    // The zone's TTLs are 2 s; let the cache follow them.
+    let cfg = config(&dir, "dane_min_ttl = 1");
+    let (out, err) = getmta(&dir, &cfg, &["change.test"]);
+    assert_eq!(out, "dane", "{err}");
+
+    // The TLSA record goes (a new serial, re-signed): cached until the TTL has passed.
+    let without: String = original
+        .lines()
+        .filter(|l| !l.contains("TLSA"))
+        .map(|l| if l.contains(" SOA ") { l.replacen(" 1 3600 ", " 2 3600 ", 1) } else { l.to_owned() })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&zone_file, &without).unwrap();
+    resign("change.test");
+    let (out, err) = getmta(&dir, &cfg, &["change.test"]);
+    assert_eq!(out, "dane", "still cached: {err}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (out, err) = getmta(&dir, &cfg, &["change.test"]);
+    assert_eq!(out, "enforce", "{err}");
+    assert!(err.contains("domain=change.test: DANE no longer applies"), "{err}");
+
+    // And back.
+    std::fs::write(&zone_file, original.replacen(" 1 3600 ", " 3 3600 ", 1)).unwrap();
+    resign("change.test");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let (out, err) = getmta(&dir, &cfg, &["change.test"]);
+    assert_eq!(out, "dane", "{err}");
+}
+
+#[test]
+fn delivery_to_a_dane_domain_goes_through_exims_dane() {
+    let w = World::get();
+    // mx.dane.sec.test's certificate was made (and its TLSA record signed) with the world;
+    // the zone gives it 127.0.4.1.
+    let rx = Receiver::start_at(&w, "mx.dane.sec.test", "127.0.4.1", "good");
+    let mut tx = Sender::new(&w, "dane-delivery");
+    tx.validating = true;
+    let log = tx.send("bob@dane.sec.test");
+    assert!(
+        log.contains(
+            "=> bob@dane.sec.test R=mtasts_dane T=remote_smtp_mtasts_dane H=mx.dane.sec.test [127.0.4.1]"
+        ),
+        "{log}\n{}",
+        tx.log()
+    );
+    assert!(log.contains("CV=dane"), "Exim's DANE verified the certificate: {log}");
+    assert_eq!(rx.received(), 1);
+}
