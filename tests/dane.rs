@@ -124,35 +124,37 @@ fn resign(zone: &str) {
 
 #[test]
 fn dane_state_changes_are_picked_up_after_the_ttl() {
+    use std::time::{Duration, Instant};
     let w = World::get();
     let zone_file = w.dir.join("dnssec/change.test.zone");
     let original = std::fs::read_to_string(&zone_file).unwrap();
     let dir = w.scratch("dane-change");
-    // The zone's TTLs are 2 s; let the cache follow them.
+    // change.test's TTLs are 8 s; let the cache follow them.
     let cfg = config(&dir, "dane_min_ttl = 1");
+    let ttl = Duration::from_secs(8);
+    let start = Instant::now();
     let (out, err) = getmta(&dir, &cfg, &["change.test"]);
     assert_eq!(out, "dane", "{err}");
 
     // The TLSA record goes (a new serial, re-signed): cached until the TTL has passed.
-    let without: String = original
-        .lines()
-        .filter(|l| !l.contains("TLSA"))
-        .map(|l| if l.contains(" SOA ") { l.replacen(" 1 3600 ", " 2 3600 ", 1) } else { l.to_owned() })
-        .map(|l| l + "\n")
-        .collect();
-    std::fs::write(&zone_file, &without).unwrap();
+    let with_serial = |text: &str, serial: u32| text.replacen(" 1 3600 ", &format!(" {serial} 3600 "), 1);
+    let without: String =
+        original.lines().filter(|l| !l.contains("TLSA")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&zone_file, with_serial(&without, 2)).unwrap();
     resign("change.test");
     let (out, err) = getmta(&dir, &cfg, &["change.test"]);
+    assert!(start.elapsed() < ttl, "re-signing took longer than the TTL: {:?}", start.elapsed());
     assert_eq!(out, "dane", "still cached: {err}");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep((ttl + Duration::from_millis(500)).saturating_sub(start.elapsed()));
     let (out, err) = getmta(&dir, &cfg, &["change.test"]);
     assert_eq!(out, "enforce", "{err}");
     assert!(err.contains("domain=change.test: DANE no longer applies"), "{err}");
 
     // And back.
-    std::fs::write(&zone_file, original.replacen(" 1 3600 ", " 3 3600 ", 1)).unwrap();
+    let again = Instant::now();
+    std::fs::write(&zone_file, with_serial(&original, 3)).unwrap();
     resign("change.test");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep((ttl + Duration::from_millis(500)).saturating_sub(again.elapsed()));
     let (out, err) = getmta(&dir, &cfg, &["change.test"]);
     assert_eq!(out, "dane", "{err}");
 }
