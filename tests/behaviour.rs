@@ -351,17 +351,19 @@ fn idna_domains_are_looked_up_in_a_label_form() {
 
 #[test]
 fn policy_in_use_is_refreshed_proactively() {
-    // RFC 8461 §3.3: refresh before expiry even when the id is unchanged.
+    // RFC 8461 §3.3: refresh before expiry even when the id is unchanged. Times are whole
+    // seconds: refresh_after = 2 leaves at least a second for the calls that must not
+    // refetch.
     let w = World::get();
     let d = w.unique("proactive");
     w.sts_domain(&d, "same", &policy("enforce", &[&format!("mx.{d}")], 86400));
     let dir = w.scratch("proactive");
-    let lib = lib_with(&config(&dir, "recheck_interval = 0\nrefresh_after = 1"));
+    let lib = lib_with(&config(&dir, "recheck_interval = 0\nrefresh_after = 2"));
     assert_eq!(lib.getmta(&[&d]), "enforce");
     assert_eq!(lib.getmta(&[&d]), "enforce");
     assert_eq!(w.requests(&d), 1, "not due yet");
     let expire1: u64 = shared(&dir)[&format!("{d}:expire")].parse().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     w.serve_policy(&d, &policy("enforce", &[&format!("mx2.{d}")], 86400), "");
     assert_eq!(lib.getmta(&[&d]), "enforce");
     assert_eq!(w.requests(&d), 2, "refetched with the same id");
@@ -369,7 +371,7 @@ fn policy_in_use_is_refreshed_proactively() {
     let expire2: u64 = shared(&dir)[&format!("{d}:expire")].parse().unwrap();
     assert!(expire2 > expire1, "the expiry moved on");
     // A failed refresh keeps the policy and is not retried within the back-off.
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     w.serve_policy(&d, "gone", "status=404");
     assert_eq!(lib.getmta(&[&d]), "enforce");
     assert_eq!(lib.getmta(&[&d]), "enforce");
