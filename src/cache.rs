@@ -16,7 +16,7 @@ use lmdb::{Cursor, Database, Environment, EnvironmentFlags, InactiveTransaction,
 use std::path::{Path, PathBuf};
 
 pub const SCHEMA_KEY: &[u8] = b"!schema";
-pub const SCHEMA: &[u8] = b"exim-mta-sts state 2";
+pub const SCHEMA: &[u8] = b"exim-mta-sts state 3";
 
 /// What an entry records about a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +99,9 @@ pub struct Entry<S> {
     pub dane: bool,
     /// Until when that DANE answer holds (0: never checked).
     pub dane_until: u64,
+    /// When Exim (or `prefetch`) last needed this domain on the cold path, which runs at
+    /// least every `recheck_interval` for a domain in use; `refresh` keeps it.
+    pub used: u64,
     /// The TXT `id` the policy was fetched under (or that failed).
     pub id: S,
     /// The `mx` patterns, colon-separated (the shared database's form).
@@ -130,6 +133,7 @@ impl<S> Entry<S> {
             shared_retry: self.shared_retry,
             dane: self.dane,
             dane_until: self.dane_until,
+            used: self.used,
             id: f(&self.id),
             mx: f(&self.mx),
             report: f(&self.report),
@@ -155,15 +159,21 @@ impl<S: AsRef<str>> Entry<S> {
         self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
-    /// Serialises: magic, kind, mode, DANE flag, six u64 (LE), then six length-prefixed strings.
+    /// Serialises: magic, kind, mode, DANE flag, seven u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
         let strings =
             [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
         let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
         out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode), u8::from(self.dane)]);
-        for t in
-            [self.expires, self.checked, self.fetched, self.retry_after, self.shared_retry, self.dane_until]
-        {
+        for t in [
+            self.expires,
+            self.checked,
+            self.fetched,
+            self.retry_after,
+            self.shared_retry,
+            self.dane_until,
+            self.used,
+        ] {
             out.extend_from_slice(&t.to_le_bytes());
         }
         for s in strings {
@@ -188,6 +198,7 @@ impl OwnedEntry {
             shared_retry: 0,
             dane: false,
             dane_until: 0,
+            used: 0,
             id: "",
             mx: "",
             report: "",
@@ -200,7 +211,7 @@ impl OwnedEntry {
 }
 
 const MAGIC: u8 = b'S';
-const HEADER: usize = 4 + 6 * 8;
+const HEADER: usize = 4 + 7 * 8;
 
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
@@ -210,7 +221,7 @@ impl<'a> Entry<&'a str> {
             return None;
         }
         let mut rest = rest;
-        let mut times = [0u64; 6];
+        let mut times = [0u64; 7];
         for t in &mut times {
             let (n, r) = rest.split_first_chunk::<8>()?;
             *t = u64::from_le_bytes(*n);
@@ -224,7 +235,7 @@ impl<'a> Entry<&'a str> {
             *s = std::str::from_utf8(bytes).ok()?;
             rest = r;
         }
-        let [expires, checked, fetched, retry_after, shared_retry, dane_until] = times;
+        let [expires, checked, fetched, retry_after, shared_retry, dane_until, used] = times;
         let [id, mx, report, text, note, failed_id] = strings;
         Some(Entry {
             kind: Kind::from_code(kind)?,
@@ -236,6 +247,7 @@ impl<'a> Entry<&'a str> {
             shared_retry,
             dane: dane == 1,
             dane_until,
+            used,
             id,
             mx,
             report,
@@ -501,6 +513,7 @@ mod tests {
             shared_retry: 0,
             dane: false,
             dane_until: 1_700_000_600,
+            used: 1_700_000_000,
             id: "20240101",
             mx: "mx1.example.com:*.example.net",
             report: "tlsrpt@example.com",

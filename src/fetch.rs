@@ -132,24 +132,43 @@ impl Fetcher {
 
     /// Fetches and parses the policy of `domain` (A-label form).
     pub fn fetch(&self, domain: &str) -> Result<Fetched, FetchError> {
-        let url = policy_url(domain);
-        let mut resp = self.agent.get(&url).call().map_err(|e| classify(&url, e))?;
+        self.fetch_report(domain).1
+    }
+
+    /// [`Fetcher::fetch`], also telling what was seen on the way (for the admin tool).
+    pub fn fetch_report(&self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
+        let mut report = FetchReport { url: policy_url(domain), ..FetchReport::default() };
+        let result = self.fetch_into(&mut report);
+        (report, result)
+    }
+
+    fn fetch_into(&self, report: &mut FetchReport) -> Result<Fetched, FetchError> {
+        let url = report.url.clone();
+        let mut resp = self.agent.get(&url).call().map_err(|e| {
+            let raw = e.to_string();
+            let e = classify(&url, e);
+            if e.kind == FailureKind::WebPkiInvalid {
+                report.certificate = Some(raw.trim_start_matches("io: ").to_owned());
+            }
+            e
+        })?;
+        report.certificate = Some("valid".to_owned());
         let status = resp.status().as_u16();
+        report.status = Some(status);
+        let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        report.content_type = Some(ctype.clone());
         // RFC 8461 §3.3: "Policies fetched via HTTPS are only valid if the HTTP response
         // code is 200 (OK). HTTP 3xx redirects MUST NOT be followed".
         if status != 200 {
             let what = if (300..400).contains(&status) { " (redirects are not followed)" } else { "" };
             return Err(fail(FailureKind::FetchError, format!("{url}: HTTP status {status}{what}")));
         }
-        if self.opts.require_text_plain {
-            // RFC 8461 §3.2 SHOULD; RFC.md A-01: media type text/plain, parameters ignored.
-            let ctype = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if !is_text_plain(ctype) {
-                return Err(fail(
-                    FailureKind::FetchError,
-                    format!("{url}: Content-Type {ctype:?} is not text/plain"),
-                ));
-            }
+        // RFC 8461 §3.2 SHOULD; RFC.md A-01: media type text/plain, parameters ignored.
+        if self.opts.require_text_plain && !is_text_plain(&ctype) {
+            return Err(fail(
+                FailureKind::FetchError,
+                format!("{url}: Content-Type {ctype:?} is not text/plain"),
+            ));
         }
         // RFC 8461 §3.3 MAY (RFC.md A-15): past the limit the fetch fails; a body is
         // never truncated and parsed.
@@ -159,11 +178,24 @@ impl Fetcher {
             .limit(self.opts.max_size)
             .read_to_vec()
             .map_err(|e| classify(&url, e))?;
+        report.size = Some(body.len());
         // RFC.md A-02: the charset parameter is ignored; the body must be UTF-8.
         let text = String::from_utf8(body).map_err(|_| invalid(&url, &ParseError::NotUtf8))?;
         let policy = policy::parse_policy(&text).map_err(|e| invalid(&url, &e))?;
         Ok(Fetched { text, policy })
     }
+}
+
+/// What a fetch saw, for diagnosis: each part is `None` when the fetch did not get there.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FetchReport {
+    pub url: String,
+    /// "valid", or why the policy host's certificate was refused.
+    pub certificate: Option<String>,
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    /// Body size in bytes.
+    pub size: Option<usize>,
 }
 
 fn invalid(url: &str, e: &ParseError) -> FetchError {

@@ -7,19 +7,23 @@
 //!
 //! Modules, from the C edge inwards:
 //! - [`ffi`]: the only C boundary (argument handling, panic guard, return codes);
-//! - [`process`]: per-process state, the hot and cold paths, fetch leases;
+//! - [`process`]: per-process state and the hot path; [`engine`]: the cold path, fetch
+//!   leases, shared-database updates (also used by the admin tool);
 //! - [`lookup`]: the RFC 8461 §5.1 decision from cache, clock, DNS and fetch;
 //! - [`policy`], [`mx`], [`domain`]: pure parsers and matching;
 //! - [`dns`], [`fetch`], [`dane`]: the network (system resolver, HTTPS, DANE check);
 //! - [`cache`], [`shared_db`], [`lmdbfile`]: the two LMDB files;
-//! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C.
+//! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C;
+//! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts.rs`) reports and maintains.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod dane;
 pub mod dns;
 pub mod domain;
+pub mod engine;
 pub mod fetch;
 pub mod ffi;
 pub mod lmdbfile;

@@ -8,7 +8,7 @@
 
 use crate::sys;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How serious a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,20 @@ pub enum Level {
     Alert,
 }
 
-static TO_STDERR: AtomicBool = AtomicBool::new(false);
+/// Where lines go: Exim or syslog (the default), stderr, or nowhere.
+static SINK: AtomicU8 = AtomicU8::new(SINK_EXIM);
+const SINK_EXIM: u8 = 0;
+const SINK_STDERR: u8 = 1;
+const SINK_OFF: u8 = 2;
 
 /// For command-line programs: send log lines to stderr instead of Exim or syslog.
 pub fn use_stderr() {
-    TO_STDERR.store(true, Ordering::Relaxed);
+    SINK.store(SINK_STDERR, Ordering::Relaxed);
+}
+
+/// For command-line programs that report everything themselves: no log lines.
+pub fn quiet() {
+    SINK.store(SINK_OFF, Ordering::Relaxed);
 }
 
 fn c_line(msg: &str) -> CString {
@@ -38,8 +47,12 @@ fn c_line(msg: &str) -> CString {
 
 /// Writes one log line.
 pub fn write(level: Level, msg: &str) {
+    let sink = SINK.load(Ordering::Relaxed);
+    if sink == SINK_OFF {
+        return;
+    }
     let line = c_line(msg);
-    if TO_STDERR.load(Ordering::Relaxed) {
+    if sink == SINK_STDERR {
         let tag = match level {
             Level::Info => "",
             Level::Warn => "warning: ",

@@ -92,69 +92,77 @@ fn keep(p: &Entry<&str>, now: u64) -> OwnedEntry {
     e
 }
 
+/// What the `_mta-sts` TXT lookup gave, when it gave no usable record.
+enum NoRecord {
+    /// DNS failed temporarily.
+    TempFail(String),
+    /// No record, several, or an invalid one (RFC 8461 §3.1: no policy).
+    Absent(String),
+}
+
+fn discover_id(domain: &str, net: &mut dyn Net) -> Result<String, NoRecord> {
+    let records = net.txt(&format!("_mta-sts.{domain}")).map_err(|e| NoRecord::TempFail(e.to_string()))?;
+    match policy::discover(&records) {
+        Discovery::Record(r) => Ok(r.id),
+        Discovery::Several(n) => {
+            Err(NoRecord::Absent(format!("{n} STS records (RFC 8461 §3.1: not exactly one)")))
+        }
+        Discovery::Invalid(e) => Err(NoRecord::Absent(format!("invalid _mta-sts record: {e}"))),
+        Discovery::NoRecord => Err(NoRecord::Absent("no _mta-sts record".to_owned())),
+    }
+}
+
 /// The cold path for `domain` (A-label form), given what the store holds (`cached`).
 /// Returns the entry to store; [`fresh`] of it is the answer.
+///
+/// `proactive` is the admin tool's refresh (RFC 8461 §3.3, §10.2): a cached policy is
+/// fetched again whatever its age and, if the TXT record cannot be had, under its cached
+/// id ("fetching the current live policy … regardless of the state of the "_mta-sts" TXT
+/// record, and updating their cache's "max age" accordingly").
 pub fn refresh(
     domain: &str,
     cached: Option<&Entry<&str>>,
     now: u64,
     cfg: &Config,
     net: &mut dyn Net,
+    proactive: bool,
 ) -> OwnedEntry {
     let policy = unexpired_policy(cached, now);
-    let records = match net.txt(&format!("_mta-sts.{domain}")) {
-        Ok(r) => r,
-        Err(e) => {
-            return match policy {
-                Some(p) => {
-                    warn_unless_none(
-                        &p,
-                        &format!("domain={domain} source=cache: {e}; keeping the cached policy"),
-                    );
-                    keep(&p, now)
-                }
-                None => {
-                    // SPEC §4: a temporary DNS failure with nothing cached answers `fail`.
-                    log::warn(&format!("domain={domain} answer=fail: {e}, and no policy is cached"));
-                    let mut t = OwnedEntry::bare(Kind::TempFail, now.saturating_add(cfg.tempfail_ttl), now);
-                    t.note = e.to_string();
-                    t
-                }
-            };
+    let id = match (discover_id(domain, net), policy) {
+        (Ok(id), _) => id,
+        (Err(_), Some(p)) if proactive => p.id.to_owned(),
+        (Err(NoRecord::TempFail(e)), Some(p)) => {
+            warn_unless_none(&p, &format!("domain={domain} source=cache: {e}; keeping the cached policy"));
+            return keep(&p, now);
         }
-    };
-    let id = match policy::discover(&records) {
-        Discovery::Record(r) => r.id,
-        other => {
-            let why = match other {
-                Discovery::Several(n) => format!("{n} STS records (RFC 8461 §3.1: not exactly one)"),
-                Discovery::Invalid(e) => format!("invalid _mta-sts record: {e}"),
-                _ => "no _mta-sts record".to_owned(),
-            };
-            return match policy {
-                // RFC 8461 §3.1: "the absence of a usable TXT record is not by itself
-                // sufficient to remove a sender's previously cached policy".
-                Some(p) => {
-                    log::info(&format!(
-                        "domain={domain} source=cache mode={}: {why}; the cached policy stays until it expires",
-                        p.mode.as_str()
-                    ));
-                    keep(&p, now)
-                }
-                None => {
-                    log::debug(|| format!("domain={domain} mode=none: {why}"));
-                    let mut n = OwnedEntry::bare(Kind::NoSts, now.saturating_add(cfg.negative_ttl), now);
-                    n.note = why;
-                    n
-                }
-            };
+        (Err(NoRecord::TempFail(e)), None) => {
+            // SPEC §4: a temporary DNS failure with nothing cached answers `fail`.
+            log::warn(&format!("domain={domain} answer=fail: {e}, and no policy is cached"));
+            let mut t = OwnedEntry::bare(Kind::TempFail, now.saturating_add(cfg.tempfail_ttl), now);
+            t.note = e;
+            return t;
+        }
+        // RFC 8461 §3.1: "the absence of a usable TXT record is not by itself sufficient
+        // to remove a sender's previously cached policy".
+        (Err(NoRecord::Absent(why)), Some(p)) => {
+            log::info(&format!(
+                "domain={domain} source=cache mode={}: {why}; the cached policy stays until it expires",
+                p.mode.as_str()
+            ));
+            return keep(&p, now);
+        }
+        (Err(NoRecord::Absent(why)), None) => {
+            log::debug(|| format!("domain={domain} mode=none: {why}"));
+            let mut n = OwnedEntry::bare(Kind::NoSts, now.saturating_add(cfg.negative_ttl), now);
+            n.note = why;
+            return n;
         }
     };
     if let Some(p) = policy.filter(|p| p.id == id) {
         // RFC 8461 §3: same id and unexpired: no fetch needed, unless the policy is due
         // for its proactive refresh (§3.3: "MTAs SHOULD proactively refresh cached
         // policies before they expire"), which is not retried within the back-off.
-        let due = now >= p.fetched.saturating_add(cfg.refresh_after);
+        let due = proactive || now >= p.fetched.saturating_add(cfg.refresh_after);
         let backing_off = p.failed_id == id && now < p.retry_after;
         if !due || backing_off {
             return keep(&p, now);
@@ -206,6 +214,7 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         shared_retry: 0,
         dane: false,
         dane_until: 0,
+        used: 0,
         id: id.to_owned(),
         mx: p.mx.join(":"),
         report,

@@ -343,11 +343,11 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.join("exim.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: signalling the receiver daemon this test started.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("exim.pid"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: signalling the receiver daemon this test started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
         }
     }
 }

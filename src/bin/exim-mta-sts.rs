@@ -1,0 +1,530 @@
+//! exim-mta-sts: diagnose domains and inspect, refresh and purge the MTA-STS policy cache
+//! that libexim_mta_sts.so keeps for Exim. Everything goes through the library's own code
+//! (`exim_mta_sts::admin`, `engine`, `lookup`); this file parses arguments and prints.
+
+use clap::{Parser, Subcommand};
+use exim_mta_sts::admin::{self, CheckReport, EntryInfo, RefreshOutcome};
+use exim_mta_sts::cache::{Entry, Kind, OwnedEntry, Store};
+use exim_mta_sts::config::Config;
+use exim_mta_sts::engine::{self, Begin, Engine, LiveNet, SharedWrites, Why};
+use exim_mta_sts::{domain, log, lookup, process};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "exim-mta-sts",
+    version,
+    about = "Diagnose MTA-STS domains and manage the policy cache of libexim_mta_sts.so",
+    long_about = "Diagnose MTA-STS (RFC 8461) domains and inspect, warm, refresh and purge the policy \
+cache that libexim_mta_sts.so keeps for Exim. It reads the library's configuration \
+(/etc/exim4/mta-sts.toml, or $EXIM_MTA_STS_CONFIG, or --config) and works on the same databases, \
+safely while Exim runs. Run it as root or as the Exim user: files it creates get the owner of \
+their directory, so Exim can always write them.",
+    after_help = "Exit status: 0 when all is well, 1 when the command found a problem (it says which), \
+2 for a usage or configuration error."
+)]
+struct Cli {
+    /// Configuration file [default: $EXIM_MTA_STS_CONFIG or /etc/exim4/mta-sts.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Live diagnosis of DOMAIN: its _mta-sts record, policy fetch, parsed policy,
+    /// TLSRPT record, DANE state, MX hosts, and what getmta would answer and why
+    Check {
+        domain: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// What the cache holds for DOMAIN
+    Show {
+        domain: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every cached domain, one per line
+    List {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch cached policies again before they expire (RFC 8461 §3.3: daily), for domains
+    /// used recently; run it from a timer or cron
+    Refresh {
+        /// Only domains Exim used within this many days
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        used_within: u64,
+        /// Skip policies fetched less than this many hours ago
+        #[arg(long, default_value_t = 12, value_name = "HOURS")]
+        min_age: u64,
+        /// Fetches at the same time
+        #[arg(long, short, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+        jobs: u64,
+        /// Wait a random 0..SECONDS before each fetch, to spread the load
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        jitter: u64,
+    },
+    /// Warm the cache from a list of domains, one per line ("-" for standard input)
+    Prefetch {
+        /// File of domains, or "-"
+        file: String,
+    },
+    /// Drop expired entries
+    Purge,
+    /// Drop everything cached about DOMAIN
+    Forget { domain: String },
+}
+
+/// An error for the user: what went wrong, and the exit status.
+struct Failure(String, u8);
+
+type Outcome = Result<ExitCode, Failure>;
+
+fn usage(msg: String) -> Failure {
+    Failure(msg, 2)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    log::use_stderr();
+    match run(cli) {
+        Ok(code) => code,
+        Err(Failure(msg, code)) => {
+            let _ = writeln!(std::io::stderr(), "exim-mta-sts: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Outcome {
+    let path = cli.config.clone().unwrap_or_else(Config::path_from_env);
+    let cfg = Config::load_from(&path).map_err(|e| usage(e.to_string()))?;
+    let now = process::now();
+    match cli.command {
+        Command::Check { domain, json } => check(&cfg, &domain, json, now),
+        Command::Show { domain, json } => show(&cfg, &domain, json, now),
+        Command::List { json } => list(&cfg, json, now),
+        Command::Refresh { used_within, min_age, jobs, jitter } => {
+            refresh(&cfg, now, used_within * 86_400, min_age * 3600, jobs as usize, jitter)
+        }
+        Command::Prefetch { file } => prefetch(&cfg, &file, now),
+        Command::Purge => purge(&cfg, now),
+        Command::Forget { domain } => forget(&cfg, &domain),
+    }
+}
+
+fn normalize(d: &str) -> Result<String, Failure> {
+    domain::normalize(d).map_err(|_| usage(format!("{d:?} is not a domain name")))
+}
+
+/// Opens the state store; `must_exist` for commands that only read it.
+fn open_store(cfg: &Config, must_exist: bool) -> Result<Store, Failure> {
+    if must_exist && !cfg.state.exists() {
+        return Err(Failure(
+            format!(
+                "no state database at {} yet: nothing is cached (Exim creates it on first use)",
+                cfg.state.display()
+            ),
+            1,
+        ));
+    }
+    Store::open(&cfg.state).map_err(|e| Failure(e.to_string(), 1))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(v).map_err(|e| Failure(e.to_string(), 1))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn ok_if(clean: bool) -> ExitCode {
+    if clean { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+// ---------------------------------------------------------------------------- check
+
+fn check(cfg: &Config, d: &str, json: bool, now: u64) -> Outcome {
+    let d = normalize(d)?;
+    log::quiet();
+    let r = admin::check(cfg, &d, now);
+    if json {
+        print_json(&r)?;
+    } else {
+        print_check(&r);
+    }
+    Ok(ok_if(r.problems.is_empty()))
+}
+
+fn print_check(r: &CheckReport) {
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!("{}", r.domain);
+    println!("  _mta-sts TXT: {}", r.sts_record.verdict);
+    for rec in &r.sts_record.txt.records {
+        println!("      {rec:?}");
+    }
+    if let Some(id) = &r.sts_record.id {
+        println!("    id: {id}");
+    }
+    match &r.fetch {
+        Some(f) => {
+            println!("  policy fetch: {}", f.report.url);
+            let cert = f.report.certificate.as_deref().unwrap_or("(no TLS session)");
+            println!("    certificate: {cert}");
+            if let Some(s) = f.report.status {
+                println!("    status: {s}");
+            }
+            if let Some(c) = &f.report.content_type {
+                println!("    content-type: {}", if c.is_empty() { "(none)" } else { c });
+            }
+            if let Some(n) = f.report.size {
+                println!("    size: {n} bytes");
+            }
+            if let Some(e) = &f.error {
+                println!("    error: {e}");
+            }
+        }
+        None => println!("  policy fetch: not attempted"),
+    }
+    if let Some(p) = &r.policy {
+        println!(
+            "  policy: mode {}, max_age {}{}",
+            p.mode,
+            p.max_age,
+            if p.max_age_clamped { " (clamped)" } else { "" }
+        );
+        for m in &p.mx {
+            println!("    mx: {m}");
+        }
+    }
+    match &r.tlsrpt.txt {
+        Some(t) if !r.tlsrpt.rua.is_empty() => println!("  TLSRPT: {} ({})", r.tlsrpt.rua.join(", "), t.name),
+        Some(t) if !t.records.is_empty() => println!("  TLSRPT: no valid record ({:?})", t.records),
+        _ => println!("  TLSRPT: none"),
+    }
+    println!(
+        "  DANE: {} ({})",
+        if r.dane.enabled { yes_no(r.dane.applies) } else { "not checked" },
+        r.dane.why
+    );
+    if let Some(e) = &r.mx_error {
+        println!("  MX hosts: {e}");
+    } else if r.mx_hosts.is_empty() {
+        println!("  MX hosts: none");
+    } else {
+        println!("  MX hosts:");
+        for h in &r.mx_hosts {
+            let allowed = match h.allowed {
+                Some(true) => "allowed by the policy",
+                Some(false) => "NOT allowed by the policy",
+                None => "",
+            };
+            println!("    {:>5} {}  {allowed}", h.preference, h.host);
+        }
+    }
+    println!("  getmta answers: {} ({})", r.answer, r.why);
+    if r.problems.is_empty() {
+        println!("  no problems found");
+    } else {
+        println!("  problems:");
+        for p in &r.problems {
+            println!("    - {p}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------- show, list
+
+/// "3d 4h", "5m", "42s".
+fn span(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+fn ago(t: u64, now: u64) -> String {
+    if t == 0 { "never".into() } else { format!("{} ago", span(now.saturating_sub(t))) }
+}
+
+fn until(t: u64, now: u64) -> String {
+    if t > now { format!("in {}", span(t - now)) } else { format!("{} ago (expired)", span(now - t)) }
+}
+
+fn show(cfg: &Config, d: &str, json: bool, now: u64) -> Outcome {
+    let d = normalize(d)?;
+    let mut store = open_store(cfg, true)?;
+    let info = store
+        .read(&d, |e| e.map(|e| EntryInfo::new(&d, &e, cfg, now)))
+        .map_err(|e| Failure(e.to_string(), 1))?
+        .ok_or_else(|| Failure(format!("{d} is not cached (try: exim-mta-sts check {d})"), 1))?;
+    if json {
+        print_json(&info)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}", info.domain);
+    let state = match &info.mode {
+        Some(m) => format!("{} (mode {m})", info.state),
+        None => info.state.clone(),
+    };
+    println!("  state:       {state}");
+    println!("  getmta now:  {}", info.getmta_now);
+    if !info.mx.is_empty() {
+        println!("  mx:          {}", info.mx.join(", "));
+    }
+    if let Some(id) = &info.id {
+        println!("  id:          {id}");
+    }
+    println!("  expires:     {}", until(info.expires, now));
+    println!("  last check:  {}", ago(info.checked, now));
+    if let Some(f) = info.fetched {
+        println!("  fetched:     {}", ago(f, now));
+    }
+    println!(
+        "  report:      {}",
+        if info.report.is_empty() { "(none)".into() } else { info.report.join(", ") }
+    );
+    let dane = if info.dane_until == 0 {
+        "not checked".into()
+    } else {
+        format!("{} (until {})", if info.dane { "yes" } else { "no" }, until(info.dane_until, now))
+    };
+    println!("  DANE:        {dane}");
+    println!("  last used:   {}", info.last_used.map_or_else(|| "never".into(), |u| ago(u, now)));
+    if let Some(n) = &info.note {
+        println!("  note:        {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(cfg: &Config, json: bool, now: u64) -> Outcome {
+    let store = open_store(cfg, true)?;
+    let all = admin::list(&store, cfg, now).map_err(|e| Failure(e, 1))?;
+    if json {
+        print_json(&all)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = all.iter().map(|i| i.domain.len()).max().unwrap_or(6).max(6);
+    println!(
+        "{:width$}  {:<12} {:<8} {:<22} {:<12} {:<5} ID",
+        "DOMAIN", "STATE", "MODE", "EXPIRES", "CHECKED", "DANE"
+    );
+    for i in &all {
+        println!(
+            "{:width$}  {:<12} {:<8} {:<22} {:<12} {:<5} {}",
+            i.domain,
+            i.state,
+            i.mode.as_deref().unwrap_or("-"),
+            until(i.expires, now),
+            ago(i.checked, now),
+            if i.dane { "yes" } else { "no" },
+            i.id.as_deref().unwrap_or("-")
+        );
+    }
+    println!("{} domain(s)", all.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+// ---------------------------------------------------------------------------- refresh
+
+fn random_below(n: u64) -> u64 {
+    let mut b = [0u8; 8];
+    if n == 0 || getrandom::fill(&mut b).is_err() {
+        return 0;
+    }
+    u64::from_le_bytes(b) % n
+}
+
+fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, jitter: u64) -> Outcome {
+    let mut store = open_store(cfg, true)?;
+    let mut due: Vec<(String, OwnedEntry)> = Vec::new();
+    let mut skipped = 0usize;
+    for (d, bytes) in store.entries().map_err(|e| Failure(e.to_string(), 1))? {
+        let Some(e) = Entry::decode(&bytes) else { continue };
+        if e.kind != Kind::Policy || now >= e.expires {
+            continue;
+        }
+        if e.used + used_within < now || now < e.fetched + min_age {
+            skipped += 1;
+            continue;
+        }
+        due.push((d, e.to_owned_entry()));
+    }
+    // Progress on a terminal; failures are reported here, not by the library's log.
+    log::quiet();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(due.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
+            b.set_style(style);
+        }
+        Some(b)
+    } else {
+        None
+    };
+    let say = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+    };
+    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(String, Option<OwnedEntry>)>(0);
+    let job_rx = std::sync::Mutex::new(job_rx);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(String, Option<OwnedEntry>, OwnedEntry)>();
+    let mut counts = [0usize; 3];
+    let mut busy = 0usize;
+    let mut engine = Engine { cfg, store: &mut store, shared: SharedWrites::Direct };
+    let mut settle = |engine: &mut Engine<'_>,
+                      (d, cached, entry): (String, Option<OwnedEntry>, OwnedEntry)| {
+        let Some(old) = cached else { return };
+        let new = engine.finish(&d, Some(&old), entry, process::now());
+        let outcome = admin::refresh_outcome(&old, &new);
+        match outcome {
+            RefreshOutcome::Failed => say(format!(
+                "{d}: refresh failed, cached policy kept (expires {}): {}",
+                until(new.expires, now),
+                new.note
+            )),
+            RefreshOutcome::Updated => {
+                say(format!("{d}: policy changed: id {} mode {} mx {}", new.id, new.mode.as_str(), new.mx))
+            }
+            _ => {}
+        }
+        counts[outcome as usize] += 1;
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.min(due.len().max(1)) {
+            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
+            scope.spawn(move || {
+                let mut net = LiveNet::new(cfg);
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((d, cached)) = job else { return };
+                    std::thread::sleep(Duration::from_secs(random_below(jitter + 1)));
+                    let entry =
+                        engine::cold(&d, cached.as_ref(), process::now(), cfg, &mut net, Why::Refresh);
+                    if done_tx.send((d, cached, entry)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        for (d, cached) in due.iter().cloned() {
+            while let Ok(done) = done_rx.try_recv() {
+                settle(&mut engine, done);
+            }
+            match engine.begin(&d, Some(cached), process::now(), false) {
+                Begin::Go(cached) => {
+                    if job_tx.send((d, cached)).is_err() {
+                        break;
+                    }
+                }
+                Begin::Busy | Begin::Done(_) => {
+                    busy += 1;
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                }
+            }
+        }
+        drop(job_tx);
+        for done in done_rx.iter() {
+            settle(&mut engine, done);
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let [unchanged, updated, failed] = counts;
+    println!(
+        "refreshed {} policies: {unchanged} unchanged, {updated} changed, {failed} failed (cached policy kept), \
+         {busy} being fetched by Exim; {skipped} skipped (not used within {} days, or fetched less than {}h ago)",
+        due.len(),
+        used_within / 86_400,
+        min_age / 3600
+    );
+    Ok(ok_if(failed == 0))
+}
+
+// ---------------------------------------------------------------------------- prefetch, purge, forget
+
+fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
+    let reader: Box<dyn BufRead> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).map_err(|e| usage(format!("{file}: {e}")))?,
+        ))
+    };
+    let mut store = open_store(cfg, false)?;
+    let mut net = LiveNet::new(cfg);
+    let (mut warmed, mut cached, mut bad) = (0, 0, 0);
+    log::quiet();
+    for line in reader.lines() {
+        let line = line.map_err(|e| usage(format!("{file}: {e}")))?;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Ok(d) = domain::normalize(line) else {
+            let _ = writeln!(std::io::stderr(), "{line:?}: not a domain name, skipped");
+            bad += 1;
+            continue;
+        };
+        let prior = store.read(&d, |e| e.map(|e| (lookup::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
+        let prior = prior.map_err(|e| Failure(e.to_string(), 1))?;
+        if let Some((true, _)) = prior {
+            cached += 1;
+            continue;
+        }
+        let entry = Engine { cfg, store: &mut store, shared: SharedWrites::Direct }.run(
+            &d,
+            prior.map(|(_, e)| e),
+            process::now(),
+            Why::Prefetch,
+            &mut net,
+        );
+        println!("{d}: {}", admin::answer_word(&lookup::fresh(&entry.view(), cfg)));
+        warmed += 1;
+    }
+    println!("prefetch: {warmed} looked up, {cached} already cached, {bad} not domain names");
+    Ok(ok_if(bad == 0))
+}
+
+fn purge(cfg: &Config, now: u64) -> Outcome {
+    let store = open_store(cfg, true)?;
+    let dropped = admin::purge(&store, cfg, now).map_err(|e| Failure(e, 1))?;
+    for d in &dropped {
+        println!("dropped {d}");
+    }
+    println!("purge: {} expired entr{} dropped", dropped.len(), if dropped.len() == 1 { "y" } else { "ies" });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn forget(cfg: &Config, d: &str) -> Outcome {
+    let d = normalize(d)?;
+    let store = open_store(cfg, true)?;
+    if admin::forget(&store, cfg, &d).map_err(|e| Failure(e, 1))? {
+        println!("forgot {d}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(Failure(format!("{d} is not cached"), 1))
+    }
+}

@@ -1,0 +1,270 @@
+//! The cold path (RFC 8461 §5.1, SPEC §3-§5), shared by the library inside Exim and the
+//! admin tool: a fetch lease so that concurrent processes asking for the same domain cause
+//! one fetch, [`lookup::refresh`] for MTA-STS, [`dane::check`] once the DANE answer is
+//! stale, the store updated, and the shared database brought up to date when a policy
+//! was stored, changed or dropped.
+
+use crate::cache::{Entry, Kind, OwnedEntry, Store};
+use crate::config::Config;
+use crate::dns::{self, DnsError};
+use crate::fetch::{FetchError, FetchOptions, FetchReport, Fetched, Fetcher};
+use crate::lookup::{self, Net};
+use crate::shared_db::{self, Change, SharedPolicy};
+use crate::{dane, log};
+use std::time::{Duration, Instant};
+
+/// The network for this process, built on first need.
+pub struct LiveNet {
+    resolver: dns::Resolver,
+    fetcher: Option<Fetcher>,
+    opts: FetchOptions,
+}
+
+impl LiveNet {
+    pub fn new(cfg: &Config) -> LiveNet {
+        LiveNet {
+            resolver: dns::Resolver::from_system(cfg.dns_timeout()),
+            fetcher: None,
+            opts: FetchOptions {
+                timeout: cfg.fetch_timeout(),
+                max_size: cfg.max_policy_size,
+                require_text_plain: cfg.require_text_plain,
+            },
+        }
+    }
+
+    pub fn resolver(&self) -> &dns::Resolver {
+        &self.resolver
+    }
+}
+
+impl LiveNet {
+    /// The policy fetch with what it saw on the way (for the admin tool's `check`).
+    pub fn fetch_report(&mut self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
+        let resolver = &self.resolver;
+        let opts = &self.opts;
+        self.fetcher.get_or_insert_with(|| Fetcher::new(resolver.clone(), opts.clone())).fetch_report(domain)
+    }
+}
+
+impl Net for LiveNet {
+    fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
+        self.resolver.txt(name).map(|a| a.items)
+    }
+
+    fn fetch(&mut self, domain: &str) -> Result<Fetched, FetchError> {
+        self.fetch_report(domain).1
+    }
+}
+
+/// How the shared database is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SharedWrites {
+    /// From a short-lived child process (inside Exim, whose `lmdb` lookup may have the
+    /// file open: SPEC §3).
+    FromChild,
+    /// Directly (the admin tool).
+    Direct,
+}
+
+/// Why the cold path runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Exim asked (marks the domain as used).
+    Use,
+    /// The admin tool's `prefetch` (marks the domain as used).
+    Prefetch,
+    /// The admin tool's proactive `refresh` (does not mark it used).
+    Refresh,
+}
+
+/// How [`Engine::begin`] went.
+#[derive(Debug)]
+pub enum Begin {
+    /// The fetch lease is ours (or could not be taken: go on without): run the cold path
+    /// from this cached entry, then [`Engine::finish`].
+    Go(Option<OwnedEntry>),
+    /// Another process was on it and stored this fresh entry meanwhile.
+    Done(OwnedEntry),
+    /// Another process holds the lease, and we were asked not to wait.
+    Busy,
+}
+
+/// The store side of a cold-path run: lease, store, shared database.
+pub struct Engine<'a> {
+    pub cfg: &'a Config,
+    pub store: &'a mut Store,
+    pub shared: SharedWrites,
+}
+
+impl Engine<'_> {
+    /// Runs the whole cold path for `domain` (normalised) and returns the stored entry.
+    pub fn run(
+        &mut self,
+        domain: &str,
+        cached: Option<OwnedEntry>,
+        now: u64,
+        why: Why,
+        net: &mut LiveNet,
+    ) -> OwnedEntry {
+        let cached = match self.begin(domain, cached, now, true) {
+            Begin::Done(entry) => return entry,
+            Begin::Go(cached) => cached,
+            // Not answered when waiting; were it, the cold path would run from scratch.
+            Begin::Busy => None,
+        };
+        let entry = cold(domain, cached.as_ref(), now, self.cfg, net, why);
+        self.finish(domain, cached.as_ref(), entry, now)
+    }
+
+    /// Takes the fetch lease of `domain`. With `wait`, waits for another process holding
+    /// it to store its result (at most as long as a cold path may take).
+    pub fn begin(&mut self, domain: &str, cached: Option<OwnedEntry>, now: u64, wait: bool) -> Begin {
+        let cfg = self.cfg;
+        match self.store.take_lease(domain, now, now + lease_time(cfg)) {
+            Ok(true) => Begin::Go(cached),
+            Ok(false) if !wait => Begin::Busy,
+            Ok(false) => match wait_for_other(self.store, domain, cfg) {
+                Some(done) => Begin::Done(done),
+                // It took too long (or vanished): do it ourselves, from what it stored.
+                None => Begin::Go(self.store.read(domain, |e| e.map(|e| e.to_owned_entry())).ok().flatten()),
+            },
+            Err(e) => {
+                log::warn(&format!("{e}; fetching without a lease"));
+                Begin::Go(cached)
+            }
+        }
+    }
+
+    /// Stores the result of the cold path, brings the shared database up to date and
+    /// releases the lease.
+    pub fn finish(
+        &mut self,
+        domain: &str,
+        cached: Option<&OwnedEntry>,
+        mut entry: OwnedEntry,
+        now: u64,
+    ) -> OwnedEntry {
+        entry.shared_retry = match sync_shared(self.cfg, self.shared, domain, cached, &entry) {
+            Ok(()) => 0,
+            Err(()) => now + SHARED_RETRY,
+        };
+        if let Err(e) = self.store.put(domain, &entry.view()) {
+            log::alert(&format!("cannot store {domain}: {e}"));
+        }
+        let _ = self.store.release_lease(domain);
+        entry
+    }
+}
+
+/// The cold path proper: the MTA-STS state refreshed unless still fresh, and the DANE
+/// answer re-checked once stale (SPEC §5).
+pub fn cold(
+    domain: &str,
+    cached: Option<&OwnedEntry>,
+    now: u64,
+    cfg: &Config,
+    net: &mut LiveNet,
+    why: Why,
+) -> OwnedEntry {
+    let proactive = why == Why::Refresh;
+    let mut entry = match cached.filter(|c| !proactive && lookup::sts_hot(&c.view(), now, cfg).is_some()) {
+        Some(c) => c.clone(),
+        None => lookup::refresh(domain, cached.map(Entry::view).as_ref(), now, cfg, net, proactive),
+    };
+    entry.used = match why {
+        Why::Use | Why::Prefetch => now,
+        Why::Refresh => cached.map_or(0, |c| c.used),
+    };
+    if !cfg.dane {
+        return entry;
+    }
+    match cached.filter(|c| now < c.dane_until) {
+        Some(c) => (entry.dane, entry.dane_until) = (c.dane, c.dane_until),
+        None => {
+            let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl);
+            let was = cached.is_some_and(|c| c.dane);
+            if st.applies && !was {
+                log::info(&format!("domain={domain} answer=dane: {}", st.why));
+            } else if was && !st.applies {
+                log::info(&format!("domain={domain}: DANE no longer applies ({}); MTA-STS applies", st.why));
+            } else if !st.applies && st.why.contains("DNSSEC validation") {
+                log::warn(&format!("domain={domain} not dane: {}", st.why));
+            } else {
+                log::debug(|| format!("domain={domain} dane={}: {}", st.applies, st.why));
+            }
+            entry.dane = st.applies;
+            entry.dane_until = now.saturating_add(st.ttl);
+        }
+    }
+    entry
+}
+
+/// The lease lasts as long as a whole cold path may take.
+fn lease_time(cfg: &Config) -> u64 {
+    3 * cfg.dns_timeout + cfg.fetch_timeout + 10
+}
+
+/// Polls the store while another process holds the lease, until a fresh entry appears.
+fn wait_for_other(store: &mut Store, domain: &str, cfg: &Config) -> Option<OwnedEntry> {
+    let start = Instant::now();
+    let limit = Duration::from_secs(lease_time(cfg));
+    while start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = crate::process::now();
+        let fresh = store
+            .read(domain, |e| e.filter(|e| lookup::hot(e, now, cfg).is_some()).map(|e| e.to_owned_entry()))
+            .ok()
+            .flatten();
+        if fresh.is_some() {
+            return fresh;
+        }
+        if !store.lease_held_by_other(domain, now).unwrap_or(false) {
+            // Released without a fresh entry (it failed, or max_age was 0).
+            return None;
+        }
+    }
+    None
+}
+
+fn shared_view(e: &Entry<&str>) -> Option<SharedPolicy> {
+    (e.kind == Kind::Policy).then(|| SharedPolicy {
+        mode: e.mode.as_str().to_owned(),
+        mx: e.mx.to_owned(),
+        expire: e.expires,
+        id: e.id.to_owned(),
+        report: e.report.to_owned(),
+    })
+}
+
+/// Seconds before a failed shared-database update is tried again.
+const SHARED_RETRY: u64 = 60;
+
+/// SPEC §3: when a policy is stored, changed or dropped, bring the shared database up to
+/// date before answering, from a child process. An update that failed before (recorded in
+/// the old entry) is made now whatever changed.
+fn sync_shared(
+    cfg: &Config,
+    how: SharedWrites,
+    domain: &str,
+    old: Option<&OwnedEntry>,
+    new: &OwnedEntry,
+) -> Result<(), ()> {
+    let pending = old.is_some_and(|o| o.shared_retry != 0);
+    let (was, now) = (old.and_then(|o| shared_view(&o.view())), shared_view(&new.view()));
+    let change = match (was, now) {
+        (o, Some(n)) if pending || o.as_ref() != Some(&n) => Change::Store(n),
+        (Some(_), None) => Change::Drop,
+        (None, None) if pending => Change::Drop,
+        _ => return Ok(()),
+    };
+    let done = match how {
+        SharedWrites::FromChild => shared_db::update_in_child(&cfg.database, domain, &change),
+        SharedWrites::Direct => shared_db::apply(&cfg.database, domain, &change),
+    };
+    done.map_err(|e| {
+        log::alert(&format!(
+            "shared database not updated for {domain}: {e}; trying again in {SHARED_RETRY}s"
+        ));
+    })
+}
