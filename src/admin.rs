@@ -44,7 +44,7 @@ impl Net for Recorder<'_> {
         let r = self.net.txt(name);
         self.txt.push(TxtSeen {
             name: name.to_owned(),
-            records: r.as_ref().map(Clone::clone).unwrap_or_default(),
+            records: r.clone().unwrap_or_default(),
             error: r.as_ref().err().map(ToString::to_string),
         });
         r

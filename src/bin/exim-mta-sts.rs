@@ -381,7 +381,7 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
     let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(String, Option<OwnedEntry>)>(0);
     let job_rx = std::sync::Mutex::new(job_rx);
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(String, Option<OwnedEntry>, OwnedEntry)>();
-    let mut counts = [0usize; 3];
+    let (mut unchanged, mut changed, mut failed) = (0usize, 0usize, 0usize);
     let mut busy = 0usize;
     let mut engine = Engine { cfg, store: &mut store, shared: SharedWrites::Direct };
     let mut settle = |engine: &mut Engine<'_>,
@@ -400,7 +400,11 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
             }
             _ => {}
         }
-        counts[outcome as usize] += 1;
+        match outcome {
+            RefreshOutcome::Unchanged => unchanged += 1,
+            RefreshOutcome::Updated => changed += 1,
+            RefreshOutcome::Failed => failed += 1,
+        }
         if let Some(b) = &bar {
             b.inc(1);
         }
@@ -452,9 +456,8 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let [unchanged, updated, failed] = counts;
     println!(
-        "refreshed {} policies: {unchanged} unchanged, {updated} changed, {failed} failed (cached policy kept), \
+        "refreshed {} policies: {unchanged} unchanged, {changed} changed, {failed} failed (cached policy kept), \
          {busy} being fetched by Exim; {skipped} skipped (not used within {} days, or fetched less than {}h ago)",
         due.len(),
         used_within / 86_400,
