@@ -240,9 +240,22 @@ fn shared_view(e: &Entry<&str>) -> Option<SharedPolicy> {
 /// Seconds before a failed shared-database update is tried again.
 const SHARED_RETRY: u64 = 60;
 
+/// What the shared database must be told about `domain` after `old` became `new`.
+/// `unknown_before`: nothing is known of what it holds (an update failed earlier, or the
+/// state store is unusable), so it is told the whole state.
+fn shared_change(old: Option<&OwnedEntry>, new: &OwnedEntry, unknown_before: bool) -> Option<Change> {
+    let (was, now) = (old.and_then(|o| shared_view(&o.view())), shared_view(&new.view()));
+    match (was, now) {
+        (o, Some(n)) if unknown_before || o.as_ref() != Some(&n) => Some(Change::Store(n)),
+        (Some(_), None) => Some(Change::Drop),
+        (None, None) if unknown_before => Some(Change::Drop),
+        _ => None,
+    }
+}
+
 /// SPEC §3: when a policy is stored, changed or dropped, bring the shared database up to
-/// date before answering, from a child process. An update that failed before (recorded in
-/// the old entry) is made now whatever changed.
+/// date before answering. An update that failed before (recorded in the old entry) is
+/// made now whatever changed.
 fn sync_shared(
     cfg: &Config,
     how: SharedWrites,
@@ -251,16 +264,25 @@ fn sync_shared(
     new: &OwnedEntry,
 ) -> Result<(), ()> {
     let pending = old.is_some_and(|o| o.shared_retry != 0);
-    let (was, now) = (old.and_then(|o| shared_view(&o.view())), shared_view(&new.view()));
-    let change = match (was, now) {
-        (o, Some(n)) if pending || o.as_ref() != Some(&n) => Change::Store(n),
-        (Some(_), None) => Change::Drop,
-        (None, None) if pending => Change::Drop,
-        _ => return Ok(()),
-    };
+    match shared_change(old, new, pending) {
+        Some(change) => write_shared(cfg, how, domain, &change),
+        None => Ok(()),
+    }
+}
+
+/// Without a usable state store nothing is known of what the shared database holds, so
+/// each cold-path answer is written to it (a child process per call: cheap next to the
+/// DNS and HTTPS lookups that every call then makes).
+pub fn sync_shared_without_store(cfg: &Config, domain: &str, new: &OwnedEntry) {
+    if let Some(change) = shared_change(None, new, true) {
+        let _ = write_shared(cfg, SharedWrites::FromChild, domain, &change);
+    }
+}
+
+fn write_shared(cfg: &Config, how: SharedWrites, domain: &str, change: &Change) -> Result<(), ()> {
     let done = match how {
-        SharedWrites::FromChild => shared_db::update_in_child(&cfg.database, domain, &change),
-        SharedWrites::Direct => shared_db::apply(&cfg.database, domain, &change),
+        SharedWrites::FromChild => shared_db::update_in_child(&cfg.database, domain, change),
+        SharedWrites::Direct => shared_db::apply(&cfg.database, domain, change),
     };
     done.map_err(|e| {
         log::alert(&format!(

@@ -303,3 +303,104 @@ fn tlsrpt_table() {
         assert_eq!(got.as_deref(), *want, "{why}: {records:?}");
     }
 }
+
+/// A small deterministic generator (xorshift64*), so the randomized tests repeat exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Mutates `seed` a few times: byte flips, insertions of grammar-significant characters,
+/// deletions, duplicated slices.
+fn mutate(rng: &mut Rng, seed: &str) -> String {
+    const SPICE: &[&str] = &[
+        ":",
+        ";",
+        "=",
+        " ",
+        "\t",
+        "\r",
+        "\n",
+        "\r\n",
+        "*.",
+        ".",
+        "-",
+        "_",
+        "\u{feff}",
+        "é",
+        "\0",
+        "9999999999",
+        "mx:",
+        "id=",
+        "v=STSv1",
+    ];
+    let mut s: Vec<u8> = seed.as_bytes().to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(s.len() + 1);
+        match rng.below(4) {
+            0 if !s.is_empty() => {
+                let i = at.min(s.len() - 1);
+                s[i] = (rng.next() & 0xff) as u8;
+            }
+            1 => {
+                let spice = SPICE[rng.below(SPICE.len())].as_bytes();
+                s.splice(at..at, spice.iter().copied());
+            }
+            2 if at < s.len() => {
+                let end = (at + 1 + rng.below(8)).min(s.len());
+                s.drain(at..end);
+            }
+            _ => {
+                let end = (at + rng.below(16)).min(s.len());
+                let copy = s[at..end].to_vec();
+                s.splice(at..at, copy);
+            }
+        }
+    }
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+#[test]
+fn parsers_never_panic_and_accepted_policies_keep_their_invariants() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let seeds = [
+        GOOD,
+        "version: STSv1\r\nmode: none\r\nmax_age: 0\r\n",
+        "v=STSv1; id=20240101T000000;",
+        "v=TLSRPTv1; rua=mailto:a@example.com,https://r.example/x",
+    ];
+    for _ in 0..60_000 {
+        let seed = seeds[rng.below(seeds.len())];
+        let input = mutate(&mut rng, seed);
+        if let Ok(p) = parse_policy(&input) {
+            // RFC 8461 §3.2 (and RFC.md A-03): what is accepted is well-formed.
+            assert!(p.max_age <= MAX_AGE_LIMIT, "{input:?}");
+            assert!(p.mode == Mode::None || !p.mx.is_empty(), "{input:?}");
+            for m in &p.mx {
+                let name = m.strip_prefix("*.").unwrap_or(m);
+                assert_eq!(crate::domain::normalize(name).as_deref(), Ok(name), "{input:?}");
+            }
+        }
+        if let Discovery::Record(r) = discover(std::slice::from_ref(&input)) {
+            assert!(
+                (1..=32).contains(&r.id.len()) && r.id.bytes().all(|c| c.is_ascii_alphanumeric()),
+                "{input:?}"
+            );
+        }
+        if let Some(t) = parse_tlsrpt(std::slice::from_ref(&input)) {
+            assert!(
+                t.rua.iter().all(|u| !u.contains(',') && !u.contains(';') && !u.contains(' ')),
+                "{input:?}"
+            );
+        }
+    }
+}

@@ -89,7 +89,11 @@ pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
         Ok(store) => {
             Engine { cfg, store, shared: SharedWrites::FromChild }.run(domain, cached, now, Why::Use, net)
         }
-        Err(_) => engine::cold(domain, None, now, cfg, net, Why::Use),
+        Err(_) => {
+            let entry = engine::cold(domain, None, now, cfg, net, Why::Use);
+            engine::sync_shared_without_store(cfg, domain, &entry);
+            entry
+        }
     };
     f(lookup::fresh(&entry.view(), cfg))
 }

@@ -473,3 +473,21 @@ fn disk_too_small_for_the_databases_still_answers() {
     assert_eq!(out, "enforce|", "{err}");
     assert!(err.contains("answering from live DNS and HTTPS lookups"), "{err}");
 }
+
+#[test]
+fn without_a_usable_state_store_the_shared_database_still_learns_policies() {
+    let w = World::get();
+    let d = w.unique("nostate");
+    w.sts_domain(&d, "s", &policy("testing", &[&format!("mx.{d}")], 3600));
+    let dir = w.scratch("nostate");
+    let cfg = dir.join("mta-sts.toml");
+    std::fs::write(
+        &cfg,
+        format!("database = \"{}/shared.mdb\"\nstate = \"/nonexistent/state.mdb\"\n", dir.display()),
+    )
+    .unwrap();
+    let (out, err) = exim_be(&debian_exim(), &exim_conf(&dir), &cfg, &dlfunc(&lib_path(), "getmta", &[&d]));
+    assert_eq!(out, "testing", "{err}");
+    assert!(err.contains("database /nonexistent/state.mdb"), "{err}");
+    assert_eq!(shared(&dir)[&format!("{d}:mode")], "testing");
+}

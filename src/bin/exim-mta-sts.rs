@@ -390,11 +390,18 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
         let new = engine.finish(&d, Some(&old), entry, process::now());
         let outcome = admin::refresh_outcome(&old, &new);
         match outcome {
-            RefreshOutcome::Failed => say(format!(
-                "{d}: refresh failed, cached policy kept (expires {}): {}",
-                until(new.expires, now),
-                new.note
-            )),
+            RefreshOutcome::Failed => {
+                let line = format!(
+                    "{d}: refresh failed, cached policy kept (expires {}): {}",
+                    until(new.expires, now),
+                    new.note
+                );
+                // Also to syslog (facility mail), where Exim's administrators look.
+                if let Ok(c) = std::ffi::CString::new(format!("mta-sts: refresh: {line}")) {
+                    exim_mta_sts::sys::syslog(libc::LOG_WARNING, &c);
+                }
+                say(line)
+            }
             RefreshOutcome::Updated => {
                 say(format!("{d}: policy changed: id {} mode {} mx {}", new.id, new.mode.as_str(), new.mx))
             }
