@@ -75,6 +75,7 @@ pub fn open(
         Ok(env) => match validate(&env) {
             Ok(()) => {
                 fix_new_files(path, existed, &dir_meta);
+                crate::sys::lmdb_cloexec(&env);
                 return Ok(env);
             }
             Err(why) => {
@@ -96,6 +97,7 @@ pub fn open(
     let env = open_raw(path, flags).map_err(|e| err(format!("cannot create a new database: {e}")))?;
     validate(&env).map_err(err)?;
     fix_new_files(path, (false, false), &dir_meta);
+    crate::sys::lmdb_cloexec(&env);
     Ok(env)
 }
 

@@ -192,3 +192,21 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn pid() -> u32 {
     std::process::id()
 }
+
+/// Marks the LMDB environment's data-file descriptor close-on-exec (LMDB 0.9 leaves it
+/// inheritable; its lock-file descriptors already are), so that no descriptor of ours
+/// leaks into the programs Exim runs.
+pub fn lmdb_cloexec(env: &lmdb::Environment) {
+    let mut fd: lmdb_sys::mdb_filehandle_t = -1;
+    // SAFETY: a valid, open environment; mdb_env_get_fd only reads it.
+    let rc = unsafe { lmdb_sys::mdb_env_get_fd(env.env(), &mut fd) };
+    if rc == 0 && fd >= 0 {
+        // SAFETY: fcntl on a descriptor LMDB owns; only the close-on-exec flag changes.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}

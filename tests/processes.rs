@@ -36,17 +36,42 @@ fn c_program_compiles_against_the_header_and_calls_the_library() {
     let src = dir.join("prog.c");
     std::fs::write(
         &src,
-        r#"#include "exim_mta_sts.h"
+        r#"#define _POSIX_C_SOURCE 200809L
+#include "exim_mta_sts.h"
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 typedef int exim_dlfunc_t(unsigned char **yield, int argc, unsigned char *argv[]);
 static exim_dlfunc_t *const check_getmta = getmta;
 static exim_dlfunc_t *const check_getmx = getmx;
+static int seen[4096];
+/* Inheritable (not close-on-exec) descriptors: remembered when `mark`, else printed when
+   new. */
+static void inheritable(int mark) {
+    char path[64], target[256];
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd == dirfd(d) || fd >= 4096) continue;
+        if (fcntl(fd, F_GETFD) & FD_CLOEXEC) continue;
+        if (mark) { seen[fd] = 1; continue; }
+        if (seen[fd]) continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        printf("inheritable descriptor %d: %s\n", fd, target);
+    }
+    if (d) closedir(d);
+}
 int main(int argc, char **argv) {
     unsigned char *y = NULL;
     unsigned char *args[2];
     int rc;
     if (argc != 3) return 2;
+    inheritable(1);
     args[0] = (unsigned char *)argv[1];
     args[1] = (unsigned char *)argv[2];
     rc = check_getmta(&y, 1, args); printf("%d %s\n", rc, (char *)y);
@@ -60,6 +85,9 @@ int main(int argc, char **argv) {
         if (d) closedir(d);
         printf("threads %d\n", threads - 2);
     }
+    /* Every descriptor the library keeps open is close-on-exec: nothing leaks into the
+       programs Exim runs (pipe transports, ...). */
+    inheritable(0);
     return rc == ERROR ? 0 : 1;
 }
 "#,
@@ -82,6 +110,9 @@ int main(int argc, char **argv) {
         .unwrap();
     assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
     let out = std::process::Command::new(&exe)
+        // cargo points LD_LIBRARY_PATH at target/debug, which has another build of the
+        // library; the program must run the one it was linked against (its rpath).
+        .env_remove("LD_LIBRARY_PATH")
         .arg(&d)
         .arg(format!("mx.{d}"))
         .env("EXIM_MTA_STS_CONFIG", config(&dir, ""))
