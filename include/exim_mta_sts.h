@@ -19,6 +19,7 @@
  *    (and "" for the host form).
  *  - The functions never unwind into the caller, never abort it, never write to
  *    stdout or stderr, and never change its signals, umask, cwd or syslog identity.
+ *    Descriptors the library keeps open (its LMDB store) are close-on-exec.
  *    They are not meant to be called from several threads at once (Exim has one).
  */
 #ifndef EXIM_MTA_STS_H
