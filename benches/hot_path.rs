@@ -28,6 +28,13 @@ fn fill(state: &std::path::Path, now: u64) {
         let mut d = p.clone();
         d.dane = true;
         store.put("dane.example", &d.view()).unwrap();
+        // A policy as large as a policy may be (64 KiB as served).
+        let mut big = p.clone();
+        big.text = format!(
+            "version: STSv1\nmode: enforce\nmx: mx1.cached.example\nmax_age: 86400\n{}",
+            "# padding padding padding\n".repeat(2500)
+        );
+        store.put("big.example", &big.view()).unwrap();
         // Bulk: 10 000 other domains, so lookups are not in a one-page tree.
         for i in 0..10_000 {
             let mut q = p.clone();
@@ -73,6 +80,7 @@ fn hot_path(c: &mut Criterion) {
     let host = CString::new("a.mx.cached.example").unwrap();
     let d5000 = CString::new("d5000.example").unwrap();
     let dane = CString::new("dane.example").unwrap();
+    let big = CString::new("big.example").unwrap();
     // Check the answers once (and open the store) before timing.
     assert_eq!(call(getmta, &[&cached]), "enforce".len());
     assert_eq!(call(getmta, &[&nosts]), "none".len());
@@ -87,6 +95,7 @@ fn hot_path(c: &mut Criterion) {
     });
     g.bench_function("getmta cached policy among 10k", |b| b.iter(|| call(getmta, &[black_box(&d5000)])));
     g.bench_function("getmta negatively cached", |b| b.iter(|| call(getmta, &[black_box(&nosts)])));
+    g.bench_function("getmta cached policy of 64 KiB", |b| b.iter(|| call(getmta, &[black_box(&big)])));
     g.bench_function("getmta cached DANE answer", |b| b.iter(|| call(getmta, &[black_box(&dane)])));
     g.bench_function("getmta host form, wildcard match", |b| {
         b.iter(|| call(getmta, &[black_box(&cached), black_box(&host)]))

@@ -216,6 +216,17 @@ const HEADER: usize = 4 + 7 * 8;
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
     pub fn decode(b: &'a [u8]) -> Option<Entry<&'a str>> {
+        Self::decode_with(b, true)
+    }
+
+    /// [`Entry::decode`] for answering only (the hot path): the policy text and the note,
+    /// which can be long (a policy may have 64 KiB) and no answer needs, are left empty
+    /// instead of being checked on every call. Never store such a view.
+    pub fn decode_for_answer(b: &'a [u8]) -> Option<Entry<&'a str>> {
+        Self::decode_with(b, false)
+    }
+
+    fn decode_with(b: &'a [u8], full: bool) -> Option<Entry<&'a str>> {
         let (&[magic, kind, mode, dane], rest) = b.split_first_chunk::<4>()?;
         if magic != MAGIC || dane > 1 {
             return None;
@@ -228,11 +239,14 @@ impl<'a> Entry<&'a str> {
             rest = r;
         }
         let mut strings = [""; 6];
-        for s in &mut strings {
+        for (i, s) in strings.iter_mut().enumerate() {
             let (n, r) = rest.split_first_chunk::<4>()?;
             let len = u32::from_le_bytes(*n) as usize;
             let (bytes, r) = r.split_at_checked(len)?;
-            *s = std::str::from_utf8(bytes).ok()?;
+            // Strings 3 and 4 are the policy text and the note.
+            if full || !(3..=4).contains(&i) {
+                *s = std::str::from_utf8(bytes).ok()?;
+            }
             rest = r;
         }
         let [expires, checked, fetched, retry_after, shared_retry, dane_until, used] = times;
@@ -344,13 +358,22 @@ impl Store {
         domain: &str,
         f: impl FnOnce(Option<Entry<&str>>) -> R,
     ) -> Result<R, CacheError> {
+        self.read_bytes(domain, |b| f(b.and_then(Entry::decode)))
+    }
+
+    /// [`Store::read`] of the encoded entry, for callers that decode it themselves.
+    pub fn read_bytes<R>(
+        &mut self,
+        domain: &str,
+        f: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R, CacheError> {
         let txn = match self.idle.take() {
             Some(t) => t.renew()?,
             None => self.env.begin_ro_txn()?,
         };
         let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
         let r = match txn.get(self.db, &key(b'd', domain, &mut kb)) {
-            Ok(bytes) => f(Entry::decode(bytes)),
+            Ok(bytes) => f(Some(bytes)),
             Err(lmdb::Error::NotFound) => f(None),
             Err(e) => return Err(e.into()),
         };
@@ -529,6 +552,15 @@ mod tests {
         let bytes = e.encode();
         assert_eq!(Entry::decode(&bytes), Some(e));
         assert_eq!(e.mx_patterns().collect::<Vec<_>>(), ["mx1.example.com", "*.example.net"]);
+    }
+
+    #[test]
+    fn answer_view_leaves_out_only_the_long_strings() {
+        let e = sample();
+        let bytes = e.encode();
+        let view = Entry::decode_for_answer(&bytes).unwrap();
+        assert_eq!(view, Entry { text: "", note: "", ..e });
+        assert_eq!(Entry::decode_for_answer(&bytes[..bytes.len() - 1]), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the hot path (one read transaction, no I/O) when the store has a fresh entry, and
 //! otherwise the cold path ([`crate::engine`]).
 
-use crate::cache::{OwnedEntry, Store};
+use crate::cache::{Entry, OwnedEntry, Store};
 use crate::config::{Config, ConfigError};
 use crate::engine::{self, Engine, LiveNet, SharedWrites, Why};
 use crate::lookup::{self, Answer};
@@ -68,12 +68,13 @@ pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
     // Hot path: one read transaction.
     let mut cached: Option<OwnedEntry> = None;
     if let Ok(store) = &mut p.store {
-        let hot = store.read(domain, |e| {
-            let e = e?;
-            match lookup::hot(&e, now, cfg) {
+        let hot = store.read_bytes(domain, |bytes| {
+            let bytes = bytes?;
+            match lookup::hot(&Entry::decode_for_answer(bytes)?, now, cfg) {
                 Some(answer) => Some(f(answer)),
                 None => {
-                    cached = Some(e.to_owned_entry());
+                    // The cold path needs the whole entry (policy text included).
+                    cached = Entry::decode(bytes).map(|e| e.to_owned_entry());
                     None
                 }
             }
