@@ -14,16 +14,6 @@ use crate::shared_db::{self, Change};
 use crate::{dane, mx};
 use serde::Serialize;
 
-/// The answer `getmta DOMAIN` gives for an [`Answer`].
-pub fn answer_word(a: &Answer<'_>) -> &'static str {
-    match a {
-        Answer::Policy { mode, .. } => mode.as_str(),
-        Answer::NoPolicy => "none",
-        Answer::Fail => "fail",
-        Answer::Dane { .. } => "dane",
-    }
-}
-
 /// A TXT lookup as seen: the records, or the temporary failure.
 #[derive(Debug, Clone, Serialize)]
 pub struct TxtSeen {
@@ -242,7 +232,7 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
         dane,
         mx_hosts,
         mx_error,
-        answer: answer_word(&answer).to_owned(),
+        answer: answer.as_str().to_owned(),
         why,
         problems,
     }
@@ -289,7 +279,7 @@ impl EntryInfo {
             dane: e.dane,
             dane_until: e.dane_until,
             getmta_now: lookup::hot(e, now, cfg)
-                .map_or_else(|| "(refreshed on the next call)".to_owned(), |a| answer_word(&a).to_owned()),
+                .map_or_else(|| "(refreshed on the next call)".to_owned(), |a| a.as_str().to_owned()),
             note: some(e.note),
         }
     }
@@ -307,12 +297,6 @@ pub fn list(store: &Store, cfg: &Config, now: u64) -> Result<Vec<EntryInfo>, Str
     Ok(out)
 }
 
-/// Is this entry of no more use at `now`? (An expired policy, or an expired negative
-/// entry; a lapsed DANE answer alone does not count.)
-pub fn is_expired(e: &Entry<&str>, now: u64) -> bool {
-    now >= e.expires
-}
-
 /// Drops `domain` from both databases. Returns whether the store knew it.
 pub fn forget(store: &Store, cfg: &Config, domain: &str) -> Result<bool, String> {
     let known = store.forget(domain).map_err(|e| e.to_string())?;
@@ -325,7 +309,8 @@ pub fn purge(store: &Store, cfg: &Config, now: u64) -> Result<Vec<String>, Strin
     let mut dropped = Vec::new();
     for (domain, bytes) in store.entries().map_err(|e| e.to_string())? {
         let Some(e) = Entry::decode(&bytes) else { continue };
-        if is_expired(&e, now) {
+        // An expired policy or negative entry; a lapsed DANE answer alone does not count.
+        if now >= e.expires {
             forget(store, cfg, &domain)?;
             dropped.push(domain);
         }

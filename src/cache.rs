@@ -13,7 +13,7 @@
 use crate::lmdbfile::{self, OpenError};
 use crate::policy::Mode;
 use lmdb::{Cursor, Database, Environment, EnvironmentFlags, InactiveTransaction, Transaction, WriteFlags};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub const SCHEMA_KEY: &[u8] = b"!schema";
 pub const SCHEMA: &[u8] = b"exim-mta-sts state 3";
@@ -312,7 +312,6 @@ fn key<'b>(prefix: u8, domain: &str, buf: &'b mut [u8; 2 + crate::domain::MAX_LE
 pub struct Store {
     env: &'static Environment,
     db: Database,
-    path: PathBuf,
     /// A reset read transaction kept between reads.
     idle: Option<InactiveTransaction<'static>>,
 }
@@ -334,11 +333,7 @@ impl Store {
         // The environment lives as long as the process: a forked child abandons it
         // (see `abandon`) and opens its own, as LMDB requires.
         let env: &'static Environment = Box::leak(Box::new(env));
-        Ok(Store { env, db, path: path.to_owned(), idle: None })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Store { env, db, idle: None })
     }
 
     /// In a forked child: forget this store without closing anything. Closing the
@@ -442,7 +437,7 @@ impl Store {
     }
 
     /// Is the fetch lease of `domain` held by another live process?
-    pub fn lease_held_by_other(&mut self, domain: &str, now: u64) -> Result<bool, CacheError> {
+    pub fn lease_held_by_other(&self, domain: &str, now: u64) -> Result<bool, CacheError> {
         let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
         let k = key(b'l', domain, &mut kb).to_vec();
         let txn = self.env.begin_ro_txn()?;
@@ -597,7 +592,7 @@ mod tests {
     #[test]
     fn lease_is_exclusive_between_live_processes_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("state.mdb")).unwrap();
+        let s = Store::open(&dir.path().join("state.mdb")).unwrap();
         assert!(s.take_lease("a.example", 100, 200).unwrap());
         // Our own lease does not block us.
         assert!(!s.lease_held_by_other("a.example", 150).unwrap());

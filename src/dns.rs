@@ -78,10 +78,6 @@ impl Resolver {
         }
     }
 
-    pub fn servers(&self) -> &[SocketAddr] {
-        &self.servers
-    }
-
     /// TXT records of `name`, each with its strings concatenated without separator
     /// (RFC 8461 §3.1, RFC 8460 §3). Bytes that are not UTF-8 become U+FFFD, which
     /// the US-ASCII parsers then reject.

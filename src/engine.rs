@@ -36,9 +36,7 @@ impl LiveNet {
     pub fn resolver(&self) -> &dns::Resolver {
         &self.resolver
     }
-}
 
-impl LiveNet {
     /// The policy fetch with what it saw on the way (for the admin tool's `check`).
     pub fn fetch_report(&mut self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
         let resolver = &self.resolver;

@@ -130,12 +130,8 @@ impl Fetcher {
         Fetcher { agent, opts }
     }
 
-    /// Fetches and parses the policy of `domain` (A-label form).
-    pub fn fetch(&self, domain: &str) -> Result<Fetched, FetchError> {
-        self.fetch_report(domain).1
-    }
-
-    /// [`Fetcher::fetch`], also telling what was seen on the way (for the admin tool).
+    /// Fetches and parses the policy of `domain` (A-label form), and tells what was seen
+    /// on the way (for the admin tool's diagnosis).
     pub fn fetch_report(&self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
         let mut report = FetchReport { url: policy_url(domain), ..FetchReport::default() };
         let result = self.fetch_into(&mut report);

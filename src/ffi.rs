@@ -153,16 +153,6 @@ fn with_domain(raw: &[u8], f: impl FnOnce(&str) -> Reply, not_a_domain: Reply) -
     }
 }
 
-fn mode_answer(a: Answer<'_>) -> &'static CStr {
-    match a {
-        Answer::Policy { mode: Mode::Enforce, .. } => c"enforce",
-        Answer::Policy { mode: Mode::Testing, .. } => c"testing",
-        Answer::Policy { mode: Mode::None, .. } | Answer::NoPolicy => c"none",
-        Answer::Fail => c"fail",
-        Answer::Dane { .. } => c"dane",
-    }
-}
-
 fn host_answer(domain: &str, host: &[u8], a: Answer<'_>) -> &'static CStr {
     match a {
         Answer::Policy { mode: Mode::Enforce | Mode::Testing, mx: patterns } => {
@@ -189,7 +179,7 @@ export! {
     /// `${dlfunc{LIB}{getmta}{DOMAIN}{HOST}}`: empty when HOST may be used, else `0`.
     getmta, fail_closed, |a| match a.as_slice() {
         [d] => with_domain(d, |d| {
-            let r = process::with_answer(d, mode_answer);
+            let r = process::with_answer(d, |a| a.word());
             log::debug(|| format!("getmta {d} = {}", r.to_string_lossy()));
             Reply::Static(r)
         }, Reply::Static(c"none")),

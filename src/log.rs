@@ -91,11 +91,6 @@ pub fn alert(msg: &str) {
     write(Level::Alert, msg)
 }
 
-/// Is debug output wanted? Cheap: one memory read when inside Exim.
-pub fn debug_enabled() -> bool {
-    sys::exim_debug_enabled()
-}
-
 /// Writes a debug line under `exim -d`; `msg` is only built when debugging is on.
 pub fn debug(msg: impl FnOnce() -> String) {
     if sys::exim_debug_enabled() {

@@ -26,6 +26,24 @@ pub enum Answer<'a> {
     Dane { mx: &'a str },
 }
 
+impl Answer<'_> {
+    /// What `getmta DOMAIN` answers (SPEC §2), NUL-terminated for the C boundary.
+    pub fn word(&self) -> &'static std::ffi::CStr {
+        match self {
+            Answer::Policy { mode: Mode::Enforce, .. } => c"enforce",
+            Answer::Policy { mode: Mode::Testing, .. } => c"testing",
+            Answer::Policy { mode: Mode::None, .. } | Answer::NoPolicy => c"none",
+            Answer::Fail => c"fail",
+            Answer::Dane { .. } => c"dane",
+        }
+    }
+
+    /// [`Answer::word`] as text.
+    pub fn as_str(&self) -> &'static str {
+        self.word().to_str().unwrap_or("fail")
+    }
+}
+
 /// The network as the decision needs it.
 pub trait Net {
     /// TXT records of `name`; empty for NXDOMAIN or NODATA.
@@ -158,18 +176,17 @@ pub fn refresh(
             return n;
         }
     };
+    // RFC 8461 §3.3: after a failed fetch, wait five minutes or more per version id.
+    let backing_off = cached.is_some_and(|c| c.failed_id == id && now < c.retry_after);
     if let Some(p) = policy.filter(|p| p.id == id) {
         // RFC 8461 §3: same id and unexpired: no fetch needed, unless the policy is due
         // for its proactive refresh (§3.3: "MTAs SHOULD proactively refresh cached
         // policies before they expire"), which is not retried within the back-off.
         let due = proactive || now >= p.fetched.saturating_add(cfg.refresh_after);
-        let backing_off = p.failed_id == id && now < p.retry_after;
         if !due || backing_off {
             return keep(&p, now);
         }
     }
-    // RFC 8461 §3.3: after a failed fetch, wait five minutes or more per version id.
-    let backing_off = cached.is_some_and(|c| c.failed_id == id && now < c.retry_after);
     let result = if backing_off {
         Err(FetchError {
             kind: crate::fetch::FailureKind::FetchError,

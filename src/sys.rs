@@ -50,11 +50,6 @@ fn exim() -> &'static EximSymbols {
     })
 }
 
-/// Does this process export Exim's `log_write`?
-pub fn exim_log_available() -> bool {
-    exim().log_write.is_some()
-}
-
 /// Writes one line to Exim's logs. Returns false when Exim's `log_write` is absent.
 pub fn exim_log(flags: c_int, line: &CStr) -> bool {
     match exim().log_write {

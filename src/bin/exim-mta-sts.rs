@@ -511,7 +511,7 @@ fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
             Why::Prefetch,
             &mut net,
         );
-        println!("{d}: {}", admin::answer_word(&lookup::fresh(&entry.view(), cfg)));
+        println!("{d}: {}", lookup::fresh(&entry.view(), cfg).as_str());
         warmed += 1;
     }
     println!("prefetch: {warmed} looked up, {cached} already cached, {bad} not domain names");
