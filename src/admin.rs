@@ -166,7 +166,7 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
 
     let dane = if cfg.dane {
         let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl);
-        if st.why.contains("DNSSEC validation") {
+        if st.bogus {
             problems.push(st.why.clone());
         }
         entry.dane = st.applies;

@@ -380,33 +380,28 @@ impl Store {
         &self,
         body: impl Fn(&mut lmdb::RwTransaction<'_>) -> Result<R, lmdb::Error>,
     ) -> Result<R, CacheError> {
-        for attempt in 0..2 {
-            let result = self.env.begin_rw_txn().and_then(|mut txn| {
-                let r = body(&mut txn)?;
-                txn.commit()?;
-                Ok(r)
-            });
-            match result {
-                // Another process grew the map: adopt its size and retry once.
-                Err(lmdb::Error::MapResized) if attempt == 0 => self.env.set_map_size(0)?,
-                other => return other.map_err(CacheError::from),
-            }
-        }
-        Err(CacheError::Lmdb(lmdb::Error::MapResized))
+        Ok(lmdbfile::write(self.env, body)?)
     }
 
     /// Stores the entry of `domain`.
     pub fn put(&self, domain: &str, entry: &Entry<&str>) -> Result<(), CacheError> {
-        let bytes = entry.encode();
-        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
-        let k = key(b'd', domain, &mut kb).to_vec();
+        let (k, bytes) = (owned_key(b'd', domain), entry.encode());
         self.write_txn(|t| t.put(self.db, &k, &bytes, WriteFlags::empty()))
+    }
+
+    /// Stores the entry of `domain` and releases our fetch lease, in one transaction (the
+    /// end of a cold path).
+    pub fn put_releasing_lease(&self, domain: &str, entry: &Entry<&str>) -> Result<(), CacheError> {
+        let (k, lease, bytes) = (owned_key(b'd', domain), owned_key(b'l', domain), entry.encode());
+        self.write_txn(|t| {
+            t.put(self.db, &k, &bytes, WriteFlags::empty())?;
+            release_own(t, self.db, &lease)
+        })
     }
 
     /// Drops everything about `domain`. Returns whether it had an entry.
     pub fn forget(&self, domain: &str) -> Result<bool, CacheError> {
-        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
-        let k = key(b'd', domain, &mut kb).to_vec();
+        let k = owned_key(b'd', domain);
         self.write_txn(|t| match t.del(self.db, &k, None) {
             Ok(()) => Ok(true),
             Err(lmdb::Error::NotFound) => Ok(false),
@@ -417,19 +412,12 @@ impl Store {
     /// Takes the fetch lease of `domain` for this process until `until`, unless a live
     /// process holds it. Returns whether we hold it now.
     pub fn take_lease(&self, domain: &str, now: u64, until: u64) -> Result<bool, CacheError> {
-        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
-        let k = key(b'l', domain, &mut kb).to_vec();
-        let me = crate::sys::pid();
+        let k = owned_key(b'l', domain);
         self.write_txn(|t| {
-            if let Ok(v) = t.get(self.db, &k)
-                && let Some((pid, exp)) = decode_lease(v)
-                && pid != me
-                && exp > now
-                && crate::sys::process_alive(pid)
-            {
+            if t.get(self.db, &k).is_ok_and(|v| held_by_other(v, now)) {
                 return Ok(false);
             }
-            let mut v = me.to_le_bytes().to_vec();
+            let mut v = crate::sys::pid().to_le_bytes().to_vec();
             v.extend_from_slice(&until.to_le_bytes());
             t.put(self.db, &k, &v, WriteFlags::empty())?;
             Ok(true)
@@ -438,13 +426,10 @@ impl Store {
 
     /// Is the fetch lease of `domain` held by another live process?
     pub fn lease_held_by_other(&self, domain: &str, now: u64) -> Result<bool, CacheError> {
-        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
-        let k = key(b'l', domain, &mut kb).to_vec();
+        let k = owned_key(b'l', domain);
         let txn = self.env.begin_ro_txn()?;
         let held = match txn.get(self.db, &k) {
-            Ok(v) => decode_lease(v).is_some_and(|(pid, exp)| {
-                pid != crate::sys::pid() && exp > now && crate::sys::process_alive(pid)
-            }),
+            Ok(v) => held_by_other(v, now),
             Err(lmdb::Error::NotFound) => false,
             Err(e) => return Err(e.into()),
         };
@@ -454,16 +439,8 @@ impl Store {
 
     /// Releases our lease of `domain`.
     pub fn release_lease(&self, domain: &str) -> Result<(), CacheError> {
-        let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
-        let k = key(b'l', domain, &mut kb).to_vec();
-        let me = crate::sys::pid();
-        self.write_txn(|t| {
-            let mine = t.get(self.db, &k).ok().and_then(decode_lease).is_some_and(|(pid, _)| pid == me);
-            if mine {
-                t.del(self.db, &k, None)?;
-            }
-            Ok(())
-        })
+        let k = owned_key(b'l', domain);
+        self.write_txn(|t| release_own(t, self.db, &k))
     }
 
     /// Every domain entry, for the admin tool: (domain, encoded entry).
@@ -480,6 +457,27 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// `prefix:domain` as an owned key (for write transactions, whose bodies may run twice).
+fn owned_key(prefix: u8, domain: &str) -> Vec<u8> {
+    let mut kb = [0u8; 2 + crate::domain::MAX_LEN];
+    key(prefix, domain, &mut kb).to_vec()
+}
+
+/// Is this lease another live process's, and unexpired?
+fn held_by_other(lease: &[u8], now: u64) -> bool {
+    decode_lease(lease)
+        .is_some_and(|(pid, until)| pid != crate::sys::pid() && until > now && crate::sys::process_alive(pid))
+}
+
+/// Deletes the lease at `key` if it is ours.
+fn release_own(t: &mut lmdb::RwTransaction<'_>, db: Database, key: &[u8]) -> Result<(), lmdb::Error> {
+    let mine = t.get(db, &key).ok().and_then(decode_lease).is_some_and(|(pid, _)| pid == crate::sys::pid());
+    if mine {
+        t.del(db, &key, None)?;
+    }
+    Ok(())
 }
 
 fn decode_lease(v: &[u8]) -> Option<(u32, u64)> {
@@ -587,6 +585,29 @@ mod tests {
         assert!(s.forget("example.com").unwrap());
         assert!(!s.forget("example.com").unwrap());
         assert!(lmdbfile::lock_path(&path).exists());
+    }
+
+    fn raw_lease(s: &Store, domain: &str) -> Option<(u32, u64)> {
+        let txn = s.env.begin_ro_txn().unwrap();
+        txn.get(s.db, &owned_key(b'l', domain)).ok().and_then(decode_lease)
+    }
+
+    #[test]
+    fn storing_releases_our_lease_but_never_another_process_s() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("state.mdb")).unwrap();
+        assert!(s.take_lease("a.example", 100, 200).unwrap());
+        assert!(raw_lease(&s, "a.example").is_some());
+        s.put_releasing_lease("a.example", &sample()).unwrap();
+        assert_eq!(raw_lease(&s, "a.example"), None);
+        // A lease of another live process (pid 1) blocks us and is not released by us.
+        let k = owned_key(b'l', "b.example");
+        let v: Vec<u8> = 1u32.to_le_bytes().into_iter().chain(u64::MAX.to_le_bytes()).collect();
+        s.write_txn(|t| t.put(s.db, &k, &v, WriteFlags::empty())).unwrap();
+        assert!(!s.take_lease("b.example", 100, 200).unwrap());
+        assert!(s.lease_held_by_other("b.example", 100).unwrap());
+        s.put_releasing_lease("b.example", &sample()).unwrap();
+        assert_eq!(raw_lease(&s, "b.example"), Some((1, u64::MAX)));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct DaneState {
     pub ttl: u64,
     /// Why, in words, for the log and the admin tool.
     pub why: String,
+    /// A DNSSEC validation failure (bogus signatures) was seen: a problem to report.
+    pub bogus: bool,
 }
 
 /// RFC 7672 §2.2 / §3.1: DANE-TA(2) and DANE-EE(3) are the usable certificate usages for
@@ -40,28 +42,36 @@ fn clamp(ttl: u32, min_ttl: u64) -> u64 {
 
 /// Explains a temporary failure: a validating resolver answers SERVFAIL for data whose
 /// signatures do not validate, and answers with the CD bit set; anything else is
-/// unreachable or broken DNS.
-fn diagnose(resolver: &Resolver, name: &str, rtype: Type, e: &DnsError) -> String {
+/// unreachable or broken DNS. Returns (bogus?, explanation).
+fn diagnose(resolver: &Resolver, name: &str, rtype: Type, e: &DnsError) -> (bool, String) {
     match resolver.lookup_unchecked(name, rtype, |_: &RData| Some(())) {
-        Ok(a) if !a.items.is_empty() => {
+        Ok(a) if !a.items.is_empty() => (
+            true,
             format!(
                 "DNSSEC validation of {name} {rtype} failed (bogus signatures: the resolver answers only with checking disabled)"
-            )
-        }
-        _ => format!("{e}"),
+            ),
+        ),
+        _ => (false, e.to_string()),
     }
 }
 
 /// Checks `domain` (A-label form). `min_ttl` is the shortest time an answer is cached.
 pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
-    let no = |ttl: u64, why: String| DaneState { applies: false, ttl, why };
+    let no = |ttl: u64, why: String, bogus: bool| DaneState { applies: false, ttl, why, bogus };
     let mx = match resolver.mx(domain) {
         Ok(a) => a,
-        Err(e) => return no(min_ttl, diagnose(resolver, domain, Type::MX, &e)),
+        Err(e) => {
+            let (bogus, why) = diagnose(resolver, domain, Type::MX, &e);
+            return no(min_ttl, why, bogus);
+        }
     };
     if !mx.authentic {
         let ttl = if mx.items.is_empty() { NO_DATA_TTL } else { mx.ttl };
-        return no(clamp(ttl, min_ttl), format!("the MX records of {domain} are not DNSSEC-authenticated"));
+        return no(
+            clamp(ttl, min_ttl),
+            format!("the MX records of {domain} are not DNSSEC-authenticated"),
+            false,
+        );
     }
     let mut hosts = mx.items;
     hosts.sort_by_key(|(pref, _)| *pref);
@@ -73,6 +83,7 @@ pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
     };
     let mut ttl = mx.ttl;
     let mut notes = Vec::new();
+    let mut bogus = false;
     for host in &hosts {
         let name = format!("_25._tcp.{host}");
         match resolver.tlsa(&name) {
@@ -81,6 +92,7 @@ pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
                     applies: true,
                     ttl: clamp(ttl.min(t.ttl), min_ttl),
                     why: format!("DNSSEC-authenticated TLSA records for MX {host}"),
+                    bogus,
                 };
             }
             Ok(t) if t.authentic && !t.items.is_empty() => {
@@ -91,7 +103,11 @@ pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
                 notes.push(format!("{name}: TLSA records not DNSSEC-authenticated"))
             }
             Ok(_) => {}
-            Err(e) => notes.push(diagnose(resolver, &name, Type::TLSA, &e)),
+            Err(e) => {
+                let (b, why) = diagnose(resolver, &name, Type::TLSA, &e);
+                bogus |= b;
+                notes.push(why);
+            }
         }
     }
     let why = if notes.is_empty() {
@@ -99,7 +115,7 @@ pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
     } else {
         notes.join("; ")
     };
-    no(clamp(ttl, min_ttl), why)
+    no(clamp(ttl, min_ttl), why, bogus)
 }
 
 #[cfg(test)]

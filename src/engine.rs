@@ -147,10 +147,11 @@ impl Engine<'_> {
             Ok(()) => 0,
             Err(()) => now + SHARED_RETRY,
         };
-        if let Err(e) = self.store.put(domain, &entry.view()) {
+        if let Err(e) = self.store.put_releasing_lease(domain, &entry.view()) {
             log::alert(&format!("cannot store {domain}: {e}"));
+            // Let the others go on rather than wait for a lease that was not released.
+            let _ = self.store.release_lease(domain);
         }
-        let _ = self.store.release_lease(domain);
         entry
     }
 }
@@ -186,7 +187,7 @@ pub fn cold(
                 log::info(&format!("domain={domain} answer=dane: {}", st.why));
             } else if was && !st.applies {
                 log::info(&format!("domain={domain}: DANE no longer applies ({}); MTA-STS applies", st.why));
-            } else if !st.applies && st.why.contains("DNSSEC validation") {
+            } else if !st.applies && st.bogus {
                 log::warn(&format!("domain={domain} not dane: {}", st.why));
             } else {
                 log::debug(|| format!("domain={domain} dane={}: {}", st.applies, st.why));

@@ -141,12 +141,8 @@ impl Fetcher {
     fn fetch_into(&self, report: &mut FetchReport) -> Result<Fetched, FetchError> {
         let url = report.url.clone();
         let mut resp = self.agent.get(&url).call().map_err(|e| {
-            let raw = e.to_string();
-            let e = classify(&url, e);
-            if e.kind == FailureKind::WebPkiInvalid {
-                report.certificate = Some(raw.trim_start_matches("io: ").to_owned());
-            }
-            e
+            report.certificate = certificate_problem(&e);
+            classify(&url, e)
         })?;
         report.certificate = Some("valid".to_owned());
         let status = resp.status().as_u16();
@@ -205,24 +201,32 @@ fn is_text_plain(ctype: &str) -> bool {
 
 /// Sorts a ureq error into a TLSRPT failure kind with a readable reason.
 fn classify(url: &str, e: ureq::Error) -> FetchError {
-    let kind = if is_certificate_error(&e) { FailureKind::WebPkiInvalid } else { FailureKind::FetchError };
+    if let Some(problem) = certificate_problem(&e) {
+        return fail(FailureKind::WebPkiInvalid, format!("{url}: {problem}"));
+    }
     let reason = match &e {
         ureq::Error::BodyExceedsLimit(n) => format!("{url}: policy larger than {n} bytes"),
         ureq::Error::Timeout(t) => format!("{url}: timed out ({t})"),
         ureq::Error::HostNotFound => format!("{url}: policy host not found in DNS"),
         other => format!("{url}: {other}"),
     };
-    fail(kind, reason)
+    fail(FailureKind::FetchError, reason)
 }
 
-fn is_certificate_error(e: &ureq::Error) -> bool {
+/// The policy host's certificate failed PKIX validation (RFC 8461 §3.3): rustls' words
+/// for why, whether ureq reports the rustls error directly or inside an I/O error.
+fn certificate_problem(e: &ureq::Error) -> Option<String> {
     let rustls_err = match e {
         ureq::Error::Rustls(r) => Some(r),
         ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
         _ => None,
-    };
-    matches!(rustls_err, Some(rustls::Error::InvalidCertificate(_)))
-        || matches!(rustls_err, Some(rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)))
+    }?;
+    matches!(
+        rustls_err,
+        rustls::Error::InvalidCertificate(_)
+            | rustls::Error::AlertReceived(rustls::AlertDescription::BadCertificate)
+    )
+    .then(|| rustls_err.to_string())
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ macro_rules! export {
                 // SAFETY: Exim's contract for argv (see `args`).
                 match unsafe { args(argc, argv) } {
                     Ok($args) => $body,
-                    Err(n) => Reply::Error(format!(concat!(stringify!($name), ": {}"), usage(stringify!($name), n))),
+                    Err(n) => wrong_count(stringify!($name), n),
                 }
             });
             let reply = match std::panic::catch_unwind(run) {
@@ -120,12 +120,13 @@ macro_rules! export {
     };
 }
 
-fn usage(name: &str, argc: c_int) -> String {
+/// The `ERROR` answer for a wrong number of arguments (a bug in the Exim configuration).
+fn wrong_count(name: &str, argc: impl std::fmt::Display) -> Reply {
     let want = match name {
         "getmta" => "1 or 2 arguments (DOMAIN or DOMAIN, HOST)",
         _ => "1 argument (DOMAIN)",
     };
-    format!("expected {want}, got {argc}")
+    Reply::Error(format!("{name}: expected {want}, got {argc}"))
 }
 
 /// The panic answer: `fail` for the mode, `0` (refuse) for the host form.
@@ -188,7 +189,7 @@ export! {
             log::debug(|| format!("getmta {d} {} = {:?}", String::from_utf8_lossy(host), r.to_string_lossy()));
             Reply::Static(r)
         }, Reply::Static(c"")),
-        other => Reply::Error(format!("getmta: {}", usage("getmta", c_int::try_from(other.len()).unwrap_or(c_int::MAX)))),
+        other => wrong_count("getmta", other.len()),
     }
 }
 
@@ -201,7 +202,7 @@ export! {
                 Answer::NoPolicy | Answer::Fail => Reply::Static(c""),
             })
         }, Reply::Static(c"")),
-        other => Reply::Error(format!("getmx: {}", usage("getmx", c_int::try_from(other.len()).unwrap_or(c_int::MAX)))),
+        other => wrong_count("getmx", other.len()),
     }
 }
 

@@ -4,7 +4,7 @@
 //! incompatible file moved aside and rebuilt, with a log line saying so.
 
 use crate::log;
-use lmdb::{Environment, EnvironmentFlags};
+use lmdb::{Environment, EnvironmentFlags, Transaction};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -99,6 +99,26 @@ pub fn open(
     fix_new_files(path, (false, false), &dir_meta);
     crate::sys::lmdb_cloexec(&env);
     Ok(env)
+}
+
+/// Runs `body` in a write transaction and commits it. When another process has grown the
+/// map beyond ours (`MDB_MAP_RESIZED`), adopts the new size and tries once more.
+pub fn write<R>(
+    env: &Environment,
+    body: impl Fn(&mut lmdb::RwTransaction<'_>) -> Result<R, lmdb::Error>,
+) -> Result<R, lmdb::Error> {
+    for attempt in 0..2 {
+        let result = env.begin_rw_txn().and_then(|mut txn| {
+            let r = body(&mut txn)?;
+            txn.commit()?;
+            Ok(r)
+        });
+        match result {
+            Err(lmdb::Error::MapResized) if attempt == 0 => env.set_map_size(0)?,
+            other => return other,
+        }
+    }
+    Err(lmdb::Error::MapResized)
 }
 
 /// Renames a damaged file to `PATH.broken-UNIXTIME-PID` and removes its lock file.

@@ -45,44 +45,45 @@ fn open(path: &Path) -> Result<lmdb::Environment, OpenError> {
     lmdbfile::open(path, EnvironmentFlags::empty(), |_| Ok(()))
 }
 
+impl Change {
+    /// Each key suffix with its new value, `None` meaning the key goes. SPEC §3: `report`
+    /// is absent when there are no TLSRPT destinations.
+    fn values(&self) -> [(&'static str, Option<String>); 5] {
+        match self {
+            Change::Store(p) => [
+                ("mode", Some(p.mode.clone())),
+                ("mx", Some(p.mx.clone())),
+                ("expire", Some(p.expire.to_string())),
+                ("id", Some(p.id.clone())),
+                ("report", (!p.report.is_empty()).then(|| p.report.clone())),
+            ],
+            Change::Drop => SUFFIXES.map(|s| (s, None)),
+        }
+    }
+}
+
 /// Applies `change` for `domain` directly (for processes that are not Exim).
 pub fn apply(path: &Path, domain: &str, change: &Change) -> Result<(), String> {
     let env = open(path).map_err(|e| e.to_string())?;
     let db = env.open_db(None).map_err(|e| e.to_string())?;
-    for attempt in 0..2 {
-        let r = env.begin_rw_txn().and_then(|mut txn| {
-            for suffix in SUFFIXES {
-                let key = format!("{domain}:{suffix}");
-                match change {
-                    Change::Store(p) => {
-                        let value = match suffix {
-                            "mode" => p.mode.clone(),
-                            "mx" => p.mx.clone(),
-                            "expire" => p.expire.to_string(),
-                            "id" => p.id.clone(),
-                            _ => p.report.clone(),
-                        };
-                        if suffix == "report" && value.is_empty() {
-                            del(&mut txn, db, &key)?;
-                            continue;
-                        }
-                        let mut v = value.into_bytes();
-                        // SPEC §3: "each value is the text below followed by one NUL byte".
-                        v.push(0);
-                        txn.put(db, &key, &v, WriteFlags::empty())?;
-                    }
-                    Change::Drop => del(&mut txn, db, &key)?,
+    let values = change.values();
+    lmdbfile::write(&env, |txn| {
+        for (suffix, value) in &values {
+            let key = format!("{domain}:{suffix}");
+            match value {
+                Some(v) => {
+                    // SPEC §3: "each value is the text below followed by one NUL byte".
+                    let mut bytes = Vec::with_capacity(v.len() + 1);
+                    bytes.extend_from_slice(v.as_bytes());
+                    bytes.push(0);
+                    txn.put(db, &key, &bytes, WriteFlags::empty())?;
                 }
+                None => del(txn, db, &key)?,
             }
-            txn.commit()
-        });
-        match r {
-            Err(lmdb::Error::MapResized) if attempt == 0 => env.set_map_size(0).map_err(|e| e.to_string())?,
-            Err(e) => return Err(format!("database {}: {e}", path.display())),
-            Ok(()) => return Ok(()),
         }
-    }
-    Err(format!("database {}: map resized twice", path.display()))
+        Ok(())
+    })
+    .map_err(|e| format!("database {}: {e}", path.display()))
 }
 
 fn del(txn: &mut lmdb::RwTransaction<'_>, db: lmdb::Database, key: &str) -> Result<(), lmdb::Error> {
