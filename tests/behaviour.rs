@@ -72,7 +72,8 @@ fn domain_without_mta_sts_is_none_and_negatively_cached() {
     let d = w.unique("nosts");
     w.zone(&d, &format!("{d} MX 10 mx.{d}\n"));
     let dir = w.scratch("nosts");
-    let lib = lib_with(&config(&dir, "negative_ttl = 3600"));
+    let lib = lib_with(&config(&dir, "negative_ttl = 3"));
+    let start = std::time::Instant::now();
     assert_eq!(lib.getmta(&[&d]), "none");
     assert_eq!(lib.getmta(&[&d, "anything.example"]), "");
     assert_eq!(lib.getmx(&d), "");
@@ -81,6 +82,10 @@ fn domain_without_mta_sts_is_none_and_negatively_cached() {
     assert_eq!(lib.getmta(&[&d]), "none");
     assert_eq!(w.requests(&d), 0);
     assert!(shared(&dir).is_empty(), "the shared database holds policies only");
+    // Once negative_ttl has passed (whole seconds: wait a second more), DNS is asked again.
+    std::thread::sleep(std::time::Duration::from_secs(4).saturating_sub(start.elapsed()));
+    assert_eq!(lib.getmta(&[&d]), "enforce");
+    assert_eq!(w.requests(&d), 1);
 }
 
 #[test]
@@ -219,7 +224,9 @@ fn temporary_dns_failure_with_nothing_cached_is_fail() {
     let servfail = w.unique("servfail");
     let timeout = w.unique("timeout");
     w.zone(&servfail, &format!("_mta-sts.{servfail} SERVFAIL\n_mta-sts.{timeout} TIMEOUT\n"));
-    let lib = lib_with(&config(&w.scratch("tempfail"), "dns_timeout = 2"));
+    // tempfail_ttl counts from the start of a call, which may itself wait dns_timeout.
+    let lib = lib_with(&config(&w.scratch("tempfail"), "dns_timeout = 2\ntempfail_ttl = 5"));
+    let failed_at = std::time::Instant::now();
     assert_eq!(lib.getmta(&[&servfail]), "fail");
     assert_eq!(lib.getmta(&[&servfail, "mx.example"]), "0");
     assert_eq!(lib.getmx(&servfail), "");
@@ -230,6 +237,10 @@ fn temporary_dns_failure_with_nothing_cached_is_fail() {
     let start = std::time::Instant::now();
     assert_eq!(lib.getmta(&[&timeout]), "fail");
     assert!(start.elapsed() < std::time::Duration::from_millis(100));
+    // DNS recovers: after tempfail_ttl the domain's real state is answered.
+    w.sts_domain(&servfail, "back", &policy("testing", &[&format!("mx.{servfail}")], 600));
+    std::thread::sleep(std::time::Duration::from_secs(6).saturating_sub(failed_at.elapsed()));
+    assert_eq!(lib.getmta(&[&servfail]), "testing");
 }
 
 #[test]

@@ -84,8 +84,20 @@ fn unsigned_domain_with_tlsa_records_is_not_dane() {
 fn unusable_tlsa_records_are_not_dane() {
     let w = World::get();
     let dir = w.scratch("unusable");
-    let (out, err) = getmta(&dir, &config(&dir, ""), &["unusable.sec.test"]);
+    let cfg = config(&dir, "");
+    let (out, err) = getmta(&dir, &cfg, &["unusable.sec.test"]);
     assert_eq!(out, "enforce", "{err}");
+    // Why: the admin tool's diagnosis, with the same resolver.
+    let out = validating(Path::new(env!("CARGO_BIN_EXE_exim-mta-sts")))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["check", "unusable.sec.test", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dane"]["applies"], false, "{v}");
+    let why = v["dane"]["why"].as_str().unwrap_or("");
+    assert!(why.contains("_25._tcp.mx.unusable.sec.test: no usable TLSA record (RFC 7672 §3.1)"), "{why}");
 }
 
 #[test]

@@ -210,6 +210,12 @@ fn temporary_dns_failure_or_broken_config_defers_and_sends_nothing() {
         "{}",
         broken.log()
     );
+    // An administrator must fix it: it is in the panic log too.
+    let paniclog = std::fs::read_to_string(broken.dir.join("log/paniclog")).unwrap_or_default();
+    assert!(
+        paniclog.contains(&format!("mta-sts: configuration file {}: ", broken.toml.display())),
+        "{paniclog}"
+    );
     assert_eq!((rx.connections(), rx.received()), (0, 0), "nothing sent");
 }
 
@@ -242,4 +248,44 @@ fn cached_enforce_policy_stays_in_force_when_the_policy_host_goes_down() {
     assert!(delivered(&log, "mtasts_enforce", &listed.name), "{log}");
     assert_eq!(evil.connections(), 0, "{}", evil.log());
     assert_eq!(listed.received(), 2);
+}
+
+#[test]
+fn databases_created_by_root_stay_writable_by_the_exim_user() {
+    use std::os::unix::fs::MetadataExt;
+    let w = World::get();
+    let first = w.unique("perm-root");
+    let second = w.unique("perm-exim");
+    let rx = Receiver::start(&w, &format!("mx.{second}"), "good");
+    w.sts_domain(&first, "p", &policy("enforce", &[&format!("mx.{first}")], 3600));
+    publish(&w, &second, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx.{second}")], 3600)));
+    let tx = Sender::new(&w, "perm");
+    let db = tx.dir.join("db");
+    let (exim_uid, exim_gid) = std::fs::metadata(&db).map(|m| (m.uid(), m.gid())).unwrap();
+    assert_ne!(exim_uid, 0, "testworld gives the database directory to the Exim user");
+
+    // Root (Exim routes as root; here `exim -be` as root) creates both databases...
+    let (out, err) = exim_be(
+        &debian_exim(),
+        &exim_conf(&w.scratch("perm-be")),
+        &tx.toml,
+        &dlfunc(&lib_path(), "getmta", &[&first]),
+    );
+    assert_eq!(out, "enforce", "{err}");
+    for f in ["mta-sts-state.mdb", "mta-sts-state.mdb-lock", "mta-sts.mdb", "mta-sts.mdb-lock"] {
+        let m = std::fs::metadata(db.join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (exim_uid, exim_gid, 0o660), "{f}");
+    }
+    // ...and Exim running as Debian-exim (it drops privilege under -C) routes and delivers
+    // through the shipped configuration for a new domain: it writes both databases.
+    let log = tx.send(&format!("bob@{second}"));
+    assert!(delivered(&log, "mtasts_enforce", &rx.name), "{log}");
+    assert!(
+        tx.log().contains(&format!("mta-sts: domain={second} mode=enforce source=fetch")),
+        "{}",
+        tx.log()
+    );
+    assert!(!tx.log().contains("cannot") && !tx.log().contains("unusable"), "{}", tx.log());
+    let shared = exim_mta_sts::shared_db::read_all(&db.join("mta-sts.mdb")).unwrap();
+    assert_eq!(shared[&format!("{second}:mode")], "enforce");
 }
