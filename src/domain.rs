@@ -30,11 +30,14 @@ pub fn normalize_ascii<'b>(input: &[u8], buf: &'b mut Buf) -> Result<Option<&'b 
         return Err(Invalid::AddressLiteral);
     }
     let input = input.strip_suffix(b".").unwrap_or(input);
+    // The 253-character limit applies to the A-label form (RFC 5890 §2.3.2.1, RFC 5891):
+    // a non-ASCII name is measured after conversion, by the caller's second call. Its
+    // UTF-8 form can be at most four bytes per A-label byte, which bounds the IDNA work.
+    if !input.is_ascii() {
+        return if input.len() > 4 * MAX_LEN { Err(Invalid::Syntax) } else { Ok(None) };
+    }
     if input.len() > MAX_LEN {
         return Err(Invalid::Syntax);
-    }
-    if !input.is_ascii() {
-        return Ok(None);
     }
     let out = buf.get_mut(..input.len()).ok_or(Invalid::Syntax)?;
     let mut label_len = 0usize;
@@ -118,5 +121,18 @@ mod tests {
         assert!(normalize(&long).is_ok());
         assert_eq!(normalize(&format!("{long}.abcd")), Err(Invalid::Syntax));
         assert_eq!(normalize(&"a.".repeat(1_000_000)), Err(Invalid::Syntax));
+        assert_eq!(normalize(&"ü.".repeat(1_000_000)), Err(Invalid::Syntax));
+    }
+
+    #[test]
+    fn length_limit_applies_to_the_a_label_form() {
+        // 13 labels of ten 'ü': 272 bytes of UTF-8, but each A-label is
+        // "xn--tdaaaaaaaaa" (15 characters): 13 * 16 - 1 = 207 characters.
+        let name = vec!["ü".repeat(10); 13].join(".");
+        assert!(name.len() > MAX_LEN, "{}", name.len());
+        let a = normalize(&name).expect("the A-label form fits in 253 characters");
+        assert!(a.len() <= MAX_LEN && a.starts_with("xn--"), "{a}");
+        // Nineteen such labels make 303 A-label characters: too long.
+        assert_eq!(normalize(&vec!["ü".repeat(10); 19].join(".")), Err(Invalid::Syntax));
     }
 }

@@ -162,12 +162,13 @@ impl Fetcher {
                 format!("{url}: Content-Type {ctype:?} is not text/plain"),
             ));
         }
-        // RFC 8461 §3.3 MAY (RFC.md A-15): past the limit the fetch fails; a body is
-        // never truncated and parsed.
+        // RFC 8461 §3.3 MAY (RFC.md A-15): the limit is inclusive (a body of exactly
+        // max_size bytes parses); past it the fetch fails, a body is never truncated and
+        // parsed. ureq fails a read once `limit` bytes have been read, hence the + 1.
         let body = resp
             .body_mut()
             .with_config()
-            .limit(self.opts.max_size)
+            .limit(self.opts.max_size.saturating_add(1))
             .read_to_vec()
             .map_err(|e| classify(&url, e))?;
         report.size = Some(body.len());
@@ -205,7 +206,9 @@ fn classify(url: &str, e: ureq::Error) -> FetchError {
         return fail(FailureKind::WebPkiInvalid, format!("{url}: {problem}"));
     }
     let reason = match &e {
-        ureq::Error::BodyExceedsLimit(n) => format!("{url}: policy larger than {n} bytes"),
+        ureq::Error::BodyExceedsLimit(n) => {
+            format!("{url}: policy larger than {} bytes", n.saturating_sub(1))
+        }
         ureq::Error::Timeout(t) => format!("{url}: timed out ({t})"),
         ureq::Error::HostNotFound => format!("{url}: policy host not found in DNS"),
         other => format!("{url}: {other}"),

@@ -158,12 +158,20 @@ fn record_fields<'a>(record: &'a str, version: &str) -> Result<Vec<(&'a str, &'a
     if first.trim_end_matches(is_wsp) != version {
         return Err(ParseError::RecordSyntax(format!("must begin with {version}")));
     }
-    let parts: Vec<&str> = parts.map(|p| p.trim_matches(is_wsp)).collect();
+    let parts: Vec<&str> = parts.collect();
     let (last, fields) = match parts.split_last() {
         Some((last, fields)) => (*last, fields),
         None => return Err(ParseError::RecordSyntax("no field after the version".into())),
     };
-    let mut out = Vec::with_capacity(parts.len());
+    // White space is allowed only inside a delimiter (`*WSP ";" *WSP`): a field between two
+    // `;` may be padded on both sides, the last one (no `;` after it) only before it.
+    // RFC 8461 §3.1, RFC 8460 §3: "v=STSv1; id=X   " (no final ';') is invalid.
+    let last = last.trim_start_matches(is_wsp);
+    if last.ends_with(is_wsp) {
+        return Err(ParseError::RecordSyntax("white space after the last field without ';'".into()));
+    }
+    let fields: Vec<&str> = fields.iter().map(|p| p.trim_matches(is_wsp)).collect();
+    let mut out = Vec::with_capacity(fields.len() + 1);
     for part in fields.iter().copied().chain((!last.is_empty()).then_some(last)) {
         let (name, value) = part
             .split_once('=')
@@ -234,7 +242,10 @@ pub fn parse_tlsrpt(records: &[String]) -> Option<TlsRpt> {
             seen_rua = true;
             // RFC.md A-18: every rua field counts; keep mailto and https, drop the rest.
             for uri in value.split(',').map(|u| u.trim_matches(is_wsp)) {
-                if uri.is_empty() || uri.contains(is_wsp) {
+                // RFC 8460 §3: within a tlsrpt-uri, "commas (ASCII 0x2C), exclamation
+                // points (ASCII 0x21), and semicolons (ASCII 0x3B) MUST be encoded": an
+                // unencoded '!' makes the record invalid.
+                if uri.is_empty() || uri.contains(is_wsp) || uri.contains('!') {
                     return None;
                 }
                 let known = strip_scheme(uri, "mailto:").or_else(|| strip_scheme(uri, "https:"));

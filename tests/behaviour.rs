@@ -389,3 +389,26 @@ fn policy_in_use_is_refreshed_proactively() {
     assert_eq!(w.requests(&d), 3);
     assert_eq!(lib.getmx(&d), format!("mx2.{d}"));
 }
+
+/// A policy of exactly `size` bytes: the given policy padded with an unknown field.
+fn padded_policy(base: &str, size: usize) -> String {
+    let pad = size - base.len() - "pad: \n".len();
+    let body = format!("{base}pad: {}\n", "x".repeat(pad));
+    assert_eq!(body.len(), size);
+    body
+}
+
+#[test]
+fn policy_size_limit_is_inclusive() {
+    // RFC.md A-15: with max_policy_size = 65536 (the default), 65 536 bytes parse and
+    // 65 537 bytes are a fetch failure (no policy: `none` with the default fetch_failure).
+    let w = World::get();
+    for (size, want) in [(65_536, "enforce"), (65_537, "none")] {
+        let d = w.unique("size");
+        let base = policy("enforce", &[&format!("mx.{d}")], 86400);
+        w.sts_domain(&d, "id1", &padded_policy(&base, size));
+        let lib = lib_with(&config(&w.scratch("size"), ""));
+        assert_eq!(lib.getmta(&[&d]), want, "a policy of {size} bytes");
+        assert_eq!(w.requests(&d), 1);
+    }
+}

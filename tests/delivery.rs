@@ -289,3 +289,48 @@ fn databases_created_by_root_stay_writable_by_the_exim_user() {
     let shared = exim_mta_sts::shared_db::read_all(&db.join("mta-sts.mdb")).unwrap();
     assert_eq!(shared[&format!("{second}:mode")], "enforce");
 }
+
+#[test]
+fn unloadable_library_defers_mail_until_it_is_back() {
+    // SPEC §2: with the library missing, unreadable or not a shared object, every
+    // ${dlfunc} fails to expand. The shipped routers must defer (never skip to dnslookup
+    // and deliver in clear); once the library is back, a queue run delivers over TLS.
+    let w = World::get();
+    let scratch = w.scratch("e2e-nolib");
+    let unreadable = scratch.join("unreadable.so");
+    std::fs::copy(lib_path(), &unreadable).unwrap();
+    std::fs::set_permissions(&unreadable, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let not_elf = scratch.join("text.so");
+    std::fs::write(&not_elf, "this is not a shared object\n".repeat(100)).unwrap();
+    let broken = [
+        (scratch.join("missing.so"), "cannot open shared object file"),
+        (unreadable, "ermission denied"),
+        (not_elf, "invalid ELF header"),
+    ];
+    for (lib, why) in &broken {
+        let d = w.unique("e2e-nolib");
+        let rx = Receiver::start(&w, &format!("mx1.{d}"), "good");
+        publish(&w, &d, &[(10, &rx)], Some(&policy("enforce", &[&format!("mx1.{d}")], 3600)));
+        let tx = Sender::new(&w, "e2e-nolib");
+        tx.set_lib(lib);
+        let log = tx.send(&format!("bob@{d}"));
+        assert!(
+            log.contains(&format!("== bob@{d} R=mtasts_fail defer (-1): failed to expand")),
+            "{lib:?}: {log}"
+        );
+        assert!(log.contains(why), "{lib:?}: the main log says why: {log}");
+        assert_eq!((rx.connections(), rx.received()), (0, 0), "{lib:?}: nothing sent");
+        assert_eq!(tx.queued(), 1, "{lib:?}: the message stays in the queue");
+
+        tx.set_lib(&lib_path());
+        tx.queue_run();
+        assert!(delivered(&tx.log(), "mtasts_enforce", &rx.name), "{lib:?}: {}", tx.log());
+        assert!(tx.log().contains("X=TLS"), "{}", tx.log());
+        // The receiver stores the message in its own delivery process: give it a moment.
+        let t = std::time::Instant::now();
+        while rx.received() == 0 && t.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!((rx.received(), tx.queued()), (1, 0), "{lib:?}: {}", tx.log());
+    }
+}

@@ -415,4 +415,36 @@ impl Sender {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("log/mainlog")).unwrap_or_default()
     }
+
+    /// Points the configuration's `MTA_STS_LIB` at `lib`.
+    pub fn set_lib(&self, lib: &Path) {
+        let text = std::fs::read_to_string(&self.conf).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| match l.starts_with("MTA_STS_LIB = ") {
+                true => format!("MTA_STS_LIB = {}", lib.display()),
+                false => l.to_owned(),
+            })
+            .collect();
+        std::fs::write(&self.conf, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Messages in the queue.
+    pub fn queued(&self) -> usize {
+        let out =
+            std::process::Command::new(debian_exim()).arg("-C").arg(&self.conf).arg("-bpc").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    }
+
+    /// One forced queue run (`-qff`: retry times ignored), waited for.
+    pub fn queue_run(&self) {
+        let st = std::process::Command::new(debian_exim())
+            .arg("-C")
+            .arg(&self.conf)
+            .arg("-qff")
+            .env("EXIM_MTA_STS_CONFIG", &self.toml)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
 }
