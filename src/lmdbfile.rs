@@ -58,34 +58,75 @@ fn open_raw(path: &Path, flags: EnvironmentFlags) -> Result<Environment, lmdb::E
         .open_with_permissions(path, MODE)
 }
 
+/// Runs `f`, which opens, creates, renames or removes files next to `path`, with file
+/// access that a link planted in that directory cannot abuse. The databases live in a
+/// directory the Exim user can write (`/var/spool/exim4`), and root (Exim routing, the
+/// admin tool) opens them: liblmdb opens `PATH` and `PATH-lock` by name, following links,
+/// so root would create or truncate whatever file a planted link names (CVE-2020-28007's
+/// class). When the caller is root and the directory belongs to another user, `f` runs with
+/// that user's file access (its uid and the directory's group, no other group): a link then
+/// reaches only what that user could reach anyway. A root-owned directory that others may
+/// write is refused outright. Anyone else runs `f` as is.
+pub fn as_dir_owner<R>(path: &Path, f: impl FnOnce() -> R) -> Result<R, String> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let meta = std::fs::metadata(dir).map_err(|e| format!("directory {}: {e}", dir.display()))?;
+    if crate::sys::euid() != 0 {
+        return Ok(f());
+    }
+    if meta.uid() != 0 {
+        return crate::sys::with_fs_identity(meta.uid(), meta.gid(), f)
+            .map_err(|e| format!("cannot take the file access of {}'s owner: {e}", dir.display()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "directory {} belongs to root but others may write it: refusing to open a database there as root \
+             (give the directory to the Exim user, or make it writable by root only)",
+            dir.display()
+        ));
+    }
+    Ok(f())
+}
+
 /// Opens (creating if needed) the LMDB file at `path` for reading and writing.
 /// A file that LMDB rejects as damaged or of another version is moved aside and a new one
 /// is created. `validate` may reject an environment that opened (for instance a schema
-/// mismatch); it is then moved aside the same way.
+/// mismatch); it is then moved aside the same way. So is a symbolic link (or anything but a
+/// plain file) in place of the file or its lock file: nobody but an attacker puts one there.
+/// All of it happens under [`as_dir_owner`].
 pub fn open(
     path: &Path,
     flags: EnvironmentFlags,
     validate: impl Fn(&Environment) -> Result<(), String>,
 ) -> Result<Environment, OpenError> {
     let err = |reason: String| OpenError { path: path.to_owned(), reason };
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dir_meta = std::fs::metadata(dir).map_err(|e| err(format!("directory {}: {e}", dir.display())))?;
+    as_dir_owner(path, || open_here(path, flags, validate)).map_err(err)?
+}
+
+fn open_here(
+    path: &Path,
+    flags: EnvironmentFlags,
+    validate: impl Fn(&Environment) -> Result<(), String>,
+) -> Result<Environment, OpenError> {
+    let err = |reason: String| OpenError { path: path.to_owned(), reason };
     let existed = (path.exists(), lock_path(path).exists());
-    let problem = match open_raw(path, flags) {
-        Ok(env) => match validate(&env) {
-            Ok(()) => {
-                fix_new_files(path, existed, &dir_meta);
-                crate::sys::lmdb_cloexec(&env);
-                return Ok(env);
-            }
-            Err(why) => {
-                // Close before moving the file: nothing else may use this handle.
-                drop(env);
-                why
-            }
+    let problem = match not_a_plain_file(path) {
+        Some(problem) => problem,
+        None => match open_raw(path, flags) {
+            Ok(env) => match validate(&env) {
+                Ok(()) => {
+                    fix_new_files(path, existed);
+                    crate::sys::lmdb_cloexec(&env);
+                    return Ok(env);
+                }
+                Err(why) => {
+                    // Close before moving the file: nothing else may use this handle.
+                    drop(env);
+                    why
+                }
+            },
+            Err(e) if is_damage(&e) => e.to_string(),
+            Err(e) => return Err(err(e.to_string())),
         },
-        Err(e) if is_damage(&e) => e.to_string(),
-        Err(e) => return Err(err(e.to_string())),
     };
     let aside =
         move_aside(path).map_err(|e| err(format!("damaged ({problem}) and cannot be moved aside: {e}")))?;
@@ -96,9 +137,25 @@ pub fn open(
     ));
     let env = open_raw(path, flags).map_err(|e| err(format!("cannot create a new database: {e}")))?;
     validate(&env).map_err(err)?;
-    fix_new_files(path, (false, false), &dir_meta);
+    fix_new_files(path, (false, false));
     crate::sys::lmdb_cloexec(&env);
     Ok(env)
+}
+
+/// Says what is wrong when `path` or its lock file exists but is not a plain file (a
+/// symbolic link, a directory, a device...), without following links.
+fn not_a_plain_file(path: &Path) -> Option<String> {
+    [path.to_owned(), lock_path(path)].into_iter().find_map(|file| {
+        let meta = std::fs::symlink_metadata(&file).ok()?;
+        if meta.file_type().is_symlink() {
+            let to = std::fs::read_link(&file).map(|t| t.display().to_string()).unwrap_or_default();
+            Some(format!("{} is a symbolic link to {to:?}, never followed", file.display()))
+        } else if !meta.is_file() {
+            Some(format!("{} is not a plain file", file.display()))
+        } else {
+            None
+        }
+    })
 }
 
 /// Runs `body` in a write transaction and commits it. When another process has grown the
@@ -141,20 +198,14 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     Ok(aside)
 }
 
-/// Files we just created get mode 0660 whatever the umask (Exim's is 022), and, when we
-/// run as root, the owner and group of their directory (on Debian `Debian-exim`), so that
-/// Exim's transports, which run as the Exim user, can open them (readers need write
-/// access to the lock file too).
-fn fix_new_files(path: &Path, existed: (bool, bool), dir_meta: &std::fs::Metadata) {
+/// Files we just created get mode 0660 whatever the umask (Exim's is 022), so that Exim's
+/// transports, which run as the Exim user, can open them (readers need write access to the
+/// lock file too). Their owner is already right: the directory's owner when root created
+/// them (see [`as_dir_owner`]), else the creator.
+fn fix_new_files(path: &Path, existed: (bool, bool)) {
     for (file, was_there) in [(path.to_owned(), existed.0), (lock_path(path), existed.1)] {
-        if was_there {
-            continue;
-        }
-        let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(MODE));
-        if crate::sys::euid() == 0
-            && let Err(e) = std::os::unix::fs::chown(&file, Some(dir_meta.uid()), Some(dir_meta.gid()))
-        {
-            log::warn(&format!("cannot give {} to the owner of its directory: {e}", file.display()));
+        if !was_there && let Err(e) = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(MODE)) {
+            log::warn(&format!("cannot make {} mode 0660: {e}", file.display()));
         }
     }
 }

@@ -115,10 +115,13 @@ pub fn update_in_child(path: &Path, domain: &str, change: &Change) -> Result<(),
 
 /// Reads every key, with the trailing NUL stripped (for the admin tool and tests).
 pub fn read_all(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let env = lmdb::Environment::new()
-        .set_flags(EnvironmentFlags::NO_SUB_DIR | EnvironmentFlags::READ_ONLY)
-        .open(path)
-        .map_err(|e| format!("database {}: {e}", path.display()))?;
+    // Opening creates the lock file when it is missing: as the directory's owner.
+    let env = lmdbfile::as_dir_owner(path, || {
+        lmdb::Environment::new()
+            .set_flags(EnvironmentFlags::NO_SUB_DIR | EnvironmentFlags::READ_ONLY)
+            .open(path)
+    })?
+    .map_err(|e| format!("database {}: {e}", path.display()))?;
     let db = env.open_db(None).map_err(|e| e.to_string())?;
     let txn = env.begin_ro_txn().map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();

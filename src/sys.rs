@@ -205,3 +205,71 @@ pub fn lmdb_cloexec(env: &lmdb::Environment) {
         }
     }
 }
+
+/// The file-system identity of the calling thread: Linux's fsuid and fsgid (which alone
+/// decide file access, creation ownership and link following checks) and the supplementary
+/// groups. Switched with the raw system calls, which change the calling thread only: no
+/// signal is sent to other threads (glibc's `setgroups` would broadcast), the effective
+/// uid stays root (Exim's signals, its other privileges), and nothing outlives the switch.
+struct FsIdentity {
+    uid: libc::uid_t,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+fn current_fs_identity() -> Result<FsIdentity, std::io::Error> {
+    // SAFETY: with an id of -1 (invalid) setfsuid/setfsgid change nothing and return the
+    // current value; getgroups writes at most `n` entries into a buffer of that size.
+    unsafe {
+        let uid = libc::setfsuid(libc::uid_t::MAX) as libc::uid_t;
+        let gid = libc::setfsgid(libc::gid_t::MAX) as libc::gid_t;
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        let mut groups = vec![0; usize::try_from(n).map_err(|_| std::io::Error::last_os_error())?];
+        let got = libc::getgroups(n, groups.as_mut_ptr());
+        groups.truncate(usize::try_from(got).map_err(|_| std::io::Error::last_os_error())?);
+        Ok(FsIdentity { uid, gid, groups })
+    }
+}
+
+fn set_fs_identity(id: &FsIdentity) -> Result<(), std::io::Error> {
+    // SAFETY: per-thread credential changes with valid arguments (a pointer to `len`
+    // gids); each result is checked by reading the value back.
+    unsafe {
+        if libc::syscall(libc::SYS_setgroups, id.groups.len(), id.groups.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::setfsgid(id.gid);
+        libc::setfsuid(id.uid);
+    }
+    let now = current_fs_identity()?;
+    if (now.uid, now.gid) != (id.uid, id.gid) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("cannot switch file access to uid {} gid {}", id.uid, id.gid),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `f` with this thread's file accesses made as `uid`:`gid` with no supplementary
+/// group, then restores the previous identity (also if `f` panics). Used by root to touch
+/// files in a directory that another user can write, so that a link planted there can
+/// reach nothing that user could not reach anyway (the 21Nails class of bugs).
+pub fn with_fs_identity<R>(uid: u32, gid: u32, f: impl FnOnce() -> R) -> Result<R, std::io::Error> {
+    struct Restore(FsIdentity);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // Root keeps CAP_SETUID and CAP_SETGID while its fsuid is another user's, so
+            // this does not fail; if it did, the thread would be left with less access,
+            // never more, and Exim would defer what it cannot write.
+            if let Err(e) = set_fs_identity(&self.0) {
+                crate::log::alert(&format!("cannot restore the file-system identity: {e}"));
+            }
+        }
+    }
+    let saved = Restore(current_fs_identity()?);
+    set_fs_identity(&FsIdentity { uid, gid, groups: vec![gid] })?;
+    let r = f();
+    drop(saved);
+    Ok(r)
+}

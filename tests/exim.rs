@@ -272,7 +272,9 @@ fn shipped_exim_config_parses_in_both_exims() {
 fn small_disk(dir: &Path, size: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        // mode=0755: a tmpfs root is 1777 by default, and root refuses to open databases
+        // in a root-owned directory that others may write.
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
         .arg(dir)
         .status()
         .unwrap();
