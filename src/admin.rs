@@ -165,7 +165,7 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
         tlsrpt_txt.as_ref().and_then(|t| policy::parse_tlsrpt(&t.records)).map(|t| t.rua).unwrap_or_default();
 
     let dane = if cfg.dane {
-        let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl);
+        let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl, cfg.negative_ttl);
         if st.bogus {
             problems.push(st.why.clone());
         }

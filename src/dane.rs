@@ -13,9 +13,6 @@ use hickory_proto::rr::RData;
 const MAX_MX: usize = 8;
 /// The longest a DANE answer is cached, whatever the TTLs say.
 const MAX_TTL: u64 = 86_400;
-/// How long "no DANE" is cached for a domain without (or with unsigned) MX records, whose
-/// negative answer carries no TTL here.
-const NO_DATA_TTL: u32 = 3600;
 
 /// The outcome of a DANE check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,8 +52,22 @@ fn diagnose(resolver: &Resolver, name: &str, rtype: Type, e: &DnsError) -> (bool
     }
 }
 
-/// Checks `domain` (A-label form). `min_ttl` is the shortest time an answer is cached.
-pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
+/// "No DANE" for a domain whose zone is known to be unsigned: it cannot gain DANE before it
+/// is signed, so the answer is kept for `insecure_ttl` (the `negative_ttl`, an hour by
+/// default) rather than an MX TTL (SPEC §8: a domain without MTA-STS or DNSSEC costs at
+/// most one DNS query an hour).
+pub fn unsigned(domain: &str, insecure_ttl: u64, evidence: &str) -> DaneState {
+    DaneState {
+        applies: false,
+        ttl: insecure_ttl.min(MAX_TTL),
+        why: format!("the zone of {domain} is not DNSSEC-signed ({evidence})"),
+        bogus: false,
+    }
+}
+
+/// Checks `domain` (A-label form). `min_ttl` is the shortest time an answer from a signed
+/// zone is cached; an unsigned zone's answer is kept for `insecure_ttl`.
+pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64, insecure_ttl: u64) -> DaneState {
     let no = |ttl: u64, why: String, bogus: bool| DaneState { applies: false, ttl, why, bogus };
     let mx = match resolver.mx(domain) {
         Ok(a) => a,
@@ -66,12 +77,7 @@ pub fn check(resolver: &Resolver, domain: &str, min_ttl: u64) -> DaneState {
         }
     };
     if !mx.authentic {
-        let ttl = if mx.items.is_empty() { NO_DATA_TTL } else { mx.ttl };
-        return no(
-            clamp(ttl, min_ttl),
-            format!("the MX records of {domain} are not DNSSEC-authenticated"),
-            false,
-        );
+        return unsigned(domain, insecure_ttl, "its MX answer is not DNSSEC-authenticated");
     }
     let mut hosts = mx.items;
     hosts.sort_by_key(|(pref, _)| *pref);

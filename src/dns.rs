@@ -40,6 +40,8 @@ pub struct Answer<T> {
     pub items: Vec<T>,
     /// NXDOMAIN (rather than NODATA or records).
     pub nxdomain: bool,
+    /// The answer went through a CNAME (it holds one).
+    pub aliased: bool,
     /// The resolver set AD and is trusted to validate (loopback, or `options trust-ad`).
     pub authentic: bool,
     /// The smallest TTL of the records used (0 when there are none).
@@ -162,6 +164,7 @@ impl Resolver {
         Ok(Answer {
             items: used.iter().filter_map(|r| pick(&r.data)).collect(),
             nxdomain,
+            aliased: response.answers.iter().any(|r| r.record_type() == RecordType::CNAME),
             authentic: self.trust_ad && response.metadata.authentic_data && !checking_disabled,
             ttl,
         })

@@ -18,6 +18,9 @@ pub struct LiveNet {
     resolver: dns::Resolver,
     fetcher: Option<Fetcher>,
     opts: FetchOptions,
+    /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
+    /// [`LiveNet::take_unsigned_nx`]).
+    unsigned_nx: Option<String>,
 }
 
 impl LiveNet {
@@ -30,7 +33,18 @@ impl LiveNet {
                 max_size: cfg.max_policy_size,
                 require_text_plain: cfg.require_text_plain,
             },
+            unsigned_nx: None,
         }
+    }
+
+    /// Did the last TXT query ask for `_mta-sts.DOMAIN` and get an NXDOMAIN that the
+    /// validating resolver did not authenticate, without a CNAME on the way? Then the zone
+    /// that holds DOMAIN (and its MX records) is unsigned: under DNSSEC a signed zone's
+    /// denial is authenticated, and a name inside a zone cannot be NXDOMAIN in a child
+    /// zone. Forgotten once asked.
+    pub fn take_unsigned_nx(&mut self, domain: &str) -> bool {
+        let name = self.unsigned_nx.take();
+        name.is_some_and(|n| n.strip_prefix("_mta-sts.") == Some(domain))
     }
 
     pub fn resolver(&self) -> &dns::Resolver {
@@ -47,7 +61,12 @@ impl LiveNet {
 
 impl Net for LiveNet {
     fn txt(&mut self, name: &str) -> Result<Vec<String>, DnsError> {
-        self.resolver.txt(name).map(|a| a.items)
+        let answer = self.resolver.txt(name);
+        self.unsigned_nx = match &answer {
+            Ok(a) if a.nxdomain && !a.authentic && !a.aliased => Some(name.to_owned()),
+            _ => None,
+        };
+        answer.map(|a| a.items)
     }
 
     fn fetch(&mut self, domain: &str) -> Result<Fetched, FetchError> {
@@ -167,6 +186,8 @@ pub fn cold(
     why: Why,
 ) -> OwnedEntry {
     let proactive = why == Why::Refresh;
+    // Only a TXT answer of this run counts as evidence for the DANE check below.
+    net.unsigned_nx = None;
     let mut entry = match cached.filter(|c| !proactive && lookup::sts_hot(&c.view(), now, cfg).is_some()) {
         Some(c) => c.clone(),
         None => lookup::refresh(domain, cached.map(Entry::view).as_ref(), now, cfg, net, proactive),
@@ -181,7 +202,12 @@ pub fn cold(
     match cached.filter(|c| now < c.dane_until) {
         Some(c) => (entry.dane, entry.dane_until) = (c.dane, c.dane_until),
         None => {
-            let st = dane::check(net.resolver(), domain, cfg.dane_min_ttl);
+            let st = if net.take_unsigned_nx(domain) {
+                // SPEC §8: no MX query for a domain whose zone the TXT answer showed unsigned.
+                dane::unsigned(domain, cfg.negative_ttl, "its _mta-sts answer is an unsigned NXDOMAIN")
+            } else {
+                dane::check(net.resolver(), domain, cfg.dane_min_ttl, cfg.negative_ttl)
+            };
             let was = cached.is_some_and(|c| c.dane);
             if st.applies && !was {
                 log::info(&format!("domain={domain} answer=dane: {}", st.why));

@@ -412,3 +412,28 @@ fn policy_size_limit_is_inclusive() {
         assert_eq!(w.requests(&d), 1);
     }
 }
+
+#[test]
+fn domain_without_mta_sts_or_dnssec_costs_one_dns_query_per_negative_ttl() {
+    // SPEC §8: with the defaults (negative_ttl = 1 h) a domain without MTA-STS or DNSSEC
+    // costs at most one DNS query an hour, DANE check included. A simulated hour: a
+    // negative_ttl of 2 s, and calls all along for 7 s. dane_min_ttl = 1 so that a DANE
+    // answer kept only for a record TTL would be asked again and again.
+    let w = World::get();
+    let d = w.unique("quiet");
+    w.zone(&d, &format!("{d} MX 10 mx.{d}\nmx.{d} A 127.0.0.1\n"));
+    let lib = lib_with(&config(&w.scratch("quiet"), "negative_ttl = 2\ndane = true\ndane_min_ttl = 1"));
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(7) {
+        assert_eq!(lib.getmta(&[&d]), "none");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let hours = start.elapsed().as_secs() / 2 + 1;
+    let asked = w.queries(&d);
+    assert!(
+        asked.iter().all(|q| q == &format!("_mta-sts.{d} TXT")),
+        "only the TXT record is asked: {asked:?}"
+    );
+    assert!(asked.len() as u64 <= hours, "{} queries in {hours} simulated hours: {asked:?}", asked.len());
+    assert!(asked.len() >= 3, "the negative cache does expire: {asked:?}");
+}

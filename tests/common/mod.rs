@@ -54,6 +54,15 @@ impl World {
             .unwrap_or(0)
     }
 
+    /// The DNS questions (`NAME TYPE`) the test DNS server has received for `domain` and
+    /// the names under it.
+    pub fn queries(&self, domain: &str) -> Vec<String> {
+        let log = std::fs::read_to_string(self.dir.join("dns/queries.log")).unwrap_or_default();
+        let under = format!(".{domain} ");
+        let exact = format!("{domain} ");
+        log.lines().filter(|l| l.starts_with(&exact) || l.contains(&under)).map(str::to_owned).collect()
+    }
+
     /// A domain with an `_mta-sts` record `id` and its policy host.
     pub fn sts_domain(&self, domain: &str, id: &str, policy: &str) {
         self.zone(

@@ -4,7 +4,8 @@
 //! One record per line: `NAME TYPE DATA`, where TYPE is A, AAAA, TXT (one or more
 //! "quoted" strings), MX (`PREF HOST`), CNAME or TLSA (`USAGE SELECTOR MATCHING HEX`).
 //! Faults: `NAME SERVFAIL`, `NAME REFUSED`, `NAME TIMEOUT` (never answered).
-//! Lines starting with `#` are comments. Every answer has TTL 60.
+//! Lines starting with `#` are comments. Every answer has TTL 60. Every question is logged
+//! to `WORLD/dns/queries.log` as `NAME TYPE`.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, TXT};
@@ -109,9 +110,20 @@ fn load(dir: &Path) -> Vec<Entry> {
     out
 }
 
+/// Appends `NAME TYPE` to `WORLD/dns/queries.log`, one line per question received, so that
+/// tests can count the DNS queries a domain costs.
+fn log_query(zones: &Path, name: &str, rtype: RecordType) {
+    use std::io::Write as _;
+    let line = format!("{} {rtype}\n", name.trim_end_matches('.').to_ascii_lowercase());
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(zones.join("queries.log")) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
 /// Builds the response to `query`, or `None` to stay silent.
 fn respond(zones: &Path, query: &Message) -> Option<Message> {
     let q = query.queries.first()?;
+    log_query(zones, &q.name().to_ascii(), q.query_type());
     let qname = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let qtype = q.query_type();
     let entries = load(zones);
