@@ -314,6 +314,8 @@ pub struct Store {
     db: Database,
     /// A reset read transaction kept between reads.
     idle: Option<InactiveTransaction<'static>>,
+    /// The file was created (or rebuilt) by this open: see [`crate::reseed`].
+    pub is_new: bool,
 }
 
 // SAFETY: the environment is opened with MDB_NOTLS, so a (reset) read transaction is not
@@ -328,12 +330,13 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, CacheError> {
         // NO_TLS: reader slots belong to transactions, not threads, so the reset read
         // transaction can be kept between calls.
-        let env = lmdbfile::open(path, EnvironmentFlags::NO_TLS, check_schema).map_err(CacheError::Open)?;
+        let (env, is_new) =
+            lmdbfile::open(path, EnvironmentFlags::NO_TLS, check_schema).map_err(CacheError::Open)?;
         let db = env.open_db(None)?;
         // The environment lives as long as the process: a forked child abandons it
         // (see `abandon`) and opens its own, as LMDB requires.
         let env: &'static Environment = Box::leak(Box::new(env));
-        Ok(Store { env, db, idle: None })
+        Ok(Store { env, db, idle: None, is_new })
     }
 
     /// In a forked child: forget this store without closing anything. Closing the

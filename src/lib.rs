@@ -32,5 +32,6 @@ pub mod lookup;
 pub mod mx;
 pub mod policy;
 pub mod process;
+pub mod reseed;
 pub mod shared_db;
 pub mod sys;

@@ -92,12 +92,13 @@ pub fn as_dir_owner<R>(path: &Path, f: impl FnOnce() -> R) -> Result<R, String> 
 /// is created. `validate` may reject an environment that opened (for instance a schema
 /// mismatch); it is then moved aside the same way. So is a symbolic link (or anything but a
 /// plain file) in place of the file or its lock file: nobody but an attacker puts one there.
-/// All of it happens under [`as_dir_owner`].
+/// All of it happens under [`as_dir_owner`]. The flag says whether the data file is new
+/// (it did not exist, or was just rebuilt): whatever it held before is not there.
 pub fn open(
     path: &Path,
     flags: EnvironmentFlags,
     validate: impl Fn(&Environment) -> Result<(), String>,
-) -> Result<Environment, OpenError> {
+) -> Result<(Environment, bool), OpenError> {
     let err = |reason: String| OpenError { path: path.to_owned(), reason };
     as_dir_owner(path, || open_here(path, flags, validate)).map_err(err)?
 }
@@ -106,7 +107,7 @@ fn open_here(
     path: &Path,
     flags: EnvironmentFlags,
     validate: impl Fn(&Environment) -> Result<(), String>,
-) -> Result<Environment, OpenError> {
+) -> Result<(Environment, bool), OpenError> {
     let err = |reason: String| OpenError { path: path.to_owned(), reason };
     let existed = (path.exists(), lock_path(path).exists());
     let problem = match not_a_plain_file(path) {
@@ -116,7 +117,7 @@ fn open_here(
                 Ok(()) => {
                     fix_new_files(path, existed);
                     crate::sys::lmdb_cloexec(&env);
-                    return Ok(env);
+                    return Ok((env, !existed.0));
                 }
                 Err(why) => {
                     // Close before moving the file: nothing else may use this handle.
@@ -139,7 +140,7 @@ fn open_here(
     validate(&env).map_err(err)?;
     fix_new_files(path, (false, false));
     crate::sys::lmdb_cloexec(&env);
-    Ok(env)
+    Ok((env, true))
 }
 
 /// Says what is wrong when `path` or its lock file exists but is not a plain file (a

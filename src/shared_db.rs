@@ -42,7 +42,7 @@ pub enum Change {
 const CHILD_DEADLINE: Duration = Duration::from_secs(10);
 
 fn open(path: &Path) -> Result<lmdb::Environment, OpenError> {
-    lmdbfile::open(path, EnvironmentFlags::empty(), |_| Ok(()))
+    lmdbfile::open(path, EnvironmentFlags::empty(), |_| Ok(())).map(|(env, _)| env)
 }
 
 impl Change {

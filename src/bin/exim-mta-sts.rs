@@ -128,7 +128,8 @@ fn normalize(d: &str) -> Result<String, Failure> {
 
 /// Opens the state store; `must_exist` for commands that only read it.
 fn open_store(cfg: &Config, must_exist: bool) -> Result<Store, Failure> {
-    if must_exist && !cfg.state.exists() {
+    // A lost state store is rebuilt from the shared database (reseed), when there is one.
+    if must_exist && !cfg.state.exists() && !cfg.database.exists() {
         return Err(Failure(
             format!(
                 "no state database at {} yet: nothing is cached (Exim creates it on first use)",
@@ -137,7 +138,12 @@ fn open_store(cfg: &Config, must_exist: bool) -> Result<Store, Failure> {
             1,
         ));
     }
-    Store::open(&cfg.state).map_err(|e| Failure(e.to_string(), 1))
+    let mut store = Store::open(&cfg.state).map_err(|e| Failure(e.to_string(), 1))?;
+    if store.is_new {
+        let now = exim_mta_sts::process::now();
+        exim_mta_sts::reseed::reseed(&mut store, &cfg.state, &cfg.database, SharedWrites::Direct, now);
+    }
+    Ok(store)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
