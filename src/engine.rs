@@ -139,6 +139,7 @@ impl Engine<'_> {
     pub fn begin(&mut self, domain: &str, cached: Option<OwnedEntry>, now: u64, wait: bool) -> Begin {
         let cfg = self.cfg;
         match self.store.take_lease(domain, now, now + lease_time(cfg)) {
+            Ok(true) if wait => self.reread(domain, cached, now),
             Ok(true) => Begin::Go(cached),
             Ok(false) if !wait => Begin::Busy,
             Ok(false) => match wait_for_other(self.store, domain, cfg) {
@@ -150,6 +151,24 @@ impl Engine<'_> {
                 log::warn(&format!("{e}; fetching without a lease"));
                 Begin::Go(cached)
             }
+        }
+    }
+
+    /// With the lease ours, reads the entry again: another process may have stored it
+    /// between our first read and our lease (it then released its lease), and fetching it
+    /// again would break single-flight. A fresh entry is the answer; the lease goes back.
+    fn reread(&mut self, domain: &str, cached: Option<OwnedEntry>, now: u64) -> Begin {
+        let cfg = self.cfg;
+        let now_stored =
+            self.store.read(domain, |e| e.map(|e| (lookup::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
+        match now_stored {
+            Ok(Some((true, fresh))) => {
+                let _ = self.store.release_lease(domain);
+                Begin::Done(fresh)
+            }
+            Ok(Some((false, stored))) => Begin::Go(Some(stored)),
+            Ok(None) => Begin::Go(None),
+            Err(_) => Begin::Go(cached),
         }
     }
 

@@ -62,13 +62,18 @@ pub fn fresh<'a>(e: &Entry<&'a str>, cfg: &Config) -> Answer<'a> {
     match e.kind {
         Kind::Policy => Answer::Policy { mode: e.mode, mx: e.mx },
         Kind::NoSts => Answer::NoPolicy,
-        Kind::FetchFailed => match cfg.fetch_failure {
-            // RFC 8461 §3.3: "senders MUST continue with delivery as though the domain
-            // has not implemented MTA-STS".
-            FetchFailure::None => Answer::NoPolicy,
-            FetchFailure::Fail => Answer::Fail,
-        },
+        Kind::FetchFailed => no_policy_obtained(cfg),
         Kind::TempFail => Answer::Fail,
+    }
+}
+
+/// A valid `_mta-sts` record but no policy to apply: as after a failed fetch.
+fn no_policy_obtained<'a>(cfg: &Config) -> Answer<'a> {
+    match cfg.fetch_failure {
+        // RFC 8461 §3.3: "senders MUST continue with delivery as though the domain
+        // has not implemented MTA-STS".
+        FetchFailure::None => Answer::NoPolicy,
+        FetchFailure::Fail => Answer::Fail,
     }
 }
 
@@ -145,6 +150,12 @@ pub fn refresh(
     net: &mut dyn Net,
     proactive: bool,
 ) -> OwnedEntry {
+    if let Some(c) = cached.filter(|c| c.kind == Kind::Policy && now >= c.expires) {
+        let until = c.fetched.saturating_add(cfg.fetch_backoff());
+        if now < until {
+            return expired_early(domain, c, until, now);
+        }
+    }
     let policy = unexpired_policy(cached, now);
     let id = match (discover_id(domain, net), policy) {
         (Ok(id), _) => id,
@@ -199,6 +210,28 @@ pub fn refresh(
         Ok(fetched) => stored_policy(domain, &id, fetched, now, net),
         Err(e) => failed_fetch(domain, &id, cached, policy, &e, now, cfg, backing_off),
     }
+}
+
+/// RFC.md A-05: a policy with `max_age: 0` (or one shorter than `fetch_backoff`) applied
+/// to the delivery in flight and has expired. It is never applied past its max_age, and not
+/// fetched again before `fetch_backoff` has passed since its fetch, so that a hostile
+/// domain cannot make every delivery cost a fetch (nor a TXT query): until then the domain
+/// answers as after a failed fetch, and the shared database drops the policy.
+fn expired_early(domain: &str, p: &Entry<&str>, until: u64, now: u64) -> OwnedEntry {
+    log::info(&format!(
+        "domain={domain}: policy id={} expired {}s after its fetch; not fetched again for {}s",
+        p.id,
+        p.expires.saturating_sub(p.fetched),
+        until.saturating_sub(now)
+    ));
+    let mut f = OwnedEntry::bare(Kind::FetchFailed, until, now);
+    f.retry_after = until;
+    f.id = p.id.to_owned();
+    f.note = format!(
+        "policy expired (max_age {}s); not fetched again before {until}",
+        p.expires.saturating_sub(p.fetched)
+    );
+    f
 }
 
 fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut dyn Net) -> OwnedEntry {
@@ -366,9 +399,30 @@ mod tests {
     }
 
     #[test]
-    fn max_age_zero_policy_applies_once() {
-        let e = entry(Kind::Policy, 100, 100);
-        assert_eq!(hot(&e.view(), 100, &Config::default()), None);
-        assert!(matches!(fresh(&e.view(), &Config::default()), Answer::Policy { .. }));
+    fn max_age_zero_policy_applies_once_and_is_not_refetched_within_the_backoff() {
+        struct NoNet;
+        impl Net for NoNet {
+            fn txt(&mut self, _: &str) -> Result<Vec<String>, DnsError> {
+                panic!("no DNS query expected")
+            }
+            fn fetch(&mut self, _: &str) -> Result<Fetched, FetchError> {
+                panic!("no fetch expected")
+            }
+        }
+        let cfg = Config::default();
+        let mut e = entry(Kind::Policy, 100, 100);
+        e.fetched = 100;
+        // RFC.md A-05: the delivery in flight gets the policy just fetched...
+        assert!(matches!(fresh(&e.view(), &cfg), Answer::Policy { .. }));
+        // ...then it is expired: never applied again, and neither fetched again nor its
+        // TXT record asked for fetch_backoff (300 s): the answer is that of a failed fetch.
+        assert_eq!(hot(&e.view(), 100, &cfg), None);
+        let mut after = refresh("x.example", Some(&e.view()), 150, &cfg, &mut NoNet, false);
+        after.dane_until = u64::MAX; // (the DANE part is the engine's)
+        assert_eq!((after.kind, after.expires, after.retry_after), (Kind::FetchFailed, 400, 400));
+        assert_eq!(hot(&after.view(), 399, &cfg), Some(Answer::NoPolicy));
+        let strict = Config { fetch_failure: FetchFailure::Fail, ..Config::default() };
+        assert_eq!(hot(&after.view(), 200, &strict), Some(Answer::Fail));
+        assert_eq!(hot(&after.view(), 400, &cfg), None, "a fetch is due again");
     }
 }

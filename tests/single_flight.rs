@@ -1,0 +1,114 @@
+//! Single-flight under load (issue 8 items 4 and 5): many real Exim processes asking at
+//! once cause one fetch per domain, and a `max_age: 0` policy is not fetched per call.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+
+/// Starts `exim -be` (the lmdb-capable test Exim) with `lines` on its standard input.
+fn spawn_be(conf: &Path, toml: &Path, lines: &[String]) -> std::process::Child {
+    let mut child = std::process::Command::new(lmdb_exim())
+        .arg("-C")
+        .arg(conf)
+        .arg("-be")
+        .env("EXIM_MTA_STS_CONFIG", toml)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = lines.join("\n");
+    input.push('\n');
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+}
+
+fn answers(child: std::process::Child) -> (Vec<String>, String) {
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("> ").to_owned())
+        .filter(|l| !l.is_empty() && l != ">")
+        .collect();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A small deterministic shuffle (xorshift), so that each process has its own order.
+fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut v = items.to_vec();
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+#[test]
+fn sixty_exims_asking_for_twenty_new_domains_fetch_each_once() {
+    let w = World::get();
+    let domains: Vec<String> = (0..20).map(|_| w.unique("flight")).collect();
+    for d in &domains {
+        w.sts_domain(d, "a", &policy("enforce", &[&format!("mx.{d}")], 3600));
+    }
+    let dir = w.scratch("flight");
+    let toml = config(&dir, "");
+    let conf = exim_conf(&dir);
+    let lib = lib_path();
+    let db = dir.join("shared.mdb");
+    let children: Vec<_> = (0..60)
+        .map(|p| {
+            let lines: Vec<String> = shuffled(&domains, p + 1)
+                .iter()
+                .map(|d| {
+                    // Exim's own lookup reads the shared database meanwhile. Its handle keeps
+                    // the snapshot it opened with until Exim tidies its lookups (not within
+                    // one -be run; README), so it sees this domain, or nothing yet.
+                    format!(
+                        "{}/${{lookup{{{d}:mode}}lmdb{{{}}}{{$value}}{{missing}}}}",
+                        dlfunc(&lib, "getmta", &[d]),
+                        db.display()
+                    )
+                })
+                .collect();
+            spawn_be(&conf, &toml, &lines)
+        })
+        .collect();
+    for child in children {
+        let (lines, err) = answers(child);
+        assert_eq!(lines.len(), 20, "{lines:?} {err}");
+        assert!(lines.iter().all(|l| l == "enforce/enforce" || l == "enforce/missing"), "{lines:?} {err}");
+        assert!(lines[0] == "enforce/enforce", "the first lookup opens after the first call: {lines:?}");
+    }
+    let shared = exim_mta_sts::shared_db::read_all(&db).unwrap();
+    assert!(domains.iter().all(|d| shared[&format!("{d}:mode")] == "enforce"), "{shared:?}");
+    let fetches: Vec<usize> = domains.iter().map(|d| w.requests(d)).collect();
+    assert!(fetches.iter().all(|&n| n == 1), "fetches per domain: {fetches:?}");
+}
+
+#[test]
+fn max_age_zero_is_not_fetched_on_every_call() {
+    // RFC.md A-05: the policy applies to the delivery in flight; later calls within
+    // fetch_backoff answer as after a failed fetch, without fetching again.
+    let w = World::get();
+    let d = w.unique("maxage0");
+    w.sts_domain(&d, "z", &policy("enforce", &[&format!("mx.{d}")], 0));
+    let dir = w.scratch("maxage0");
+    let toml = config(&dir, "");
+    let conf = exim_conf(&dir);
+    let call = dlfunc(&lib_path(), "getmta", &[&d]);
+    let children: Vec<_> = (0..10).map(|_| spawn_be(&conf, &toml, &vec![call.clone(); 5])).collect();
+    let mut all = Vec::new();
+    for child in children {
+        let (lines, err) = answers(child);
+        assert_eq!(lines.len(), 5, "{lines:?} {err}");
+        all.extend(lines);
+    }
+    assert_eq!(w.requests(&d), 1, "50 calls from 10 processes: one fetch ({all:?})");
+    assert!(all.iter().all(|a| a == "enforce" || a == "none"), "{all:?}");
+    assert!(all.iter().any(|a| a == "enforce"), "the call that fetched applies the policy: {all:?}");
+}
