@@ -69,7 +69,8 @@ enum Command {
         /// Fetches at the same time
         #[arg(long, short, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
         jobs: u64,
-        /// Wait a random 0..SECONDS before each fetch, to spread the load
+        /// Spread the fetches over SECONDS: each starts at a random time in the window
+        /// (no lease is held while waiting; the run lasts about SECONDS plus the fetches)
         #[arg(long, default_value_t = 0, value_name = "SECONDS")]
         jitter: u64,
     },
@@ -422,6 +423,18 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
             b.inc(1);
         }
     };
+    // Start times are spread over the jitter window (so that many hosts do not all ask a
+    // policy host at once) without any sleep that holds a lease: a domain's fetch lease is
+    // taken only when its start time has come and a worker is free to fetch it at once, and
+    // released as soon as that fetch is stored. Exim never waits on a refresh longer than a
+    // fetch takes, and the run lasts about the jitter plus the fetch time.
+    let mut schedule: Vec<(Duration, String, OwnedEntry)> = due
+        .iter()
+        .cloned()
+        .map(|(d, e)| (Duration::from_millis(random_below(jitter.saturating_mul(1000) + 1)), d, e))
+        .collect();
+    schedule.sort_by_key(|(at, _, _)| *at);
+    let started = std::time::Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(due.len().max(1)) {
             let (job_rx, done_tx) = (&job_rx, done_tx.clone());
@@ -433,7 +446,6 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
                         Err(_) => return,
                     };
                     let Ok((d, cached)) = job else { return };
-                    std::thread::sleep(Duration::from_secs(random_below(jitter + 1)));
                     let entry =
                         engine::cold(&d, cached.as_ref(), process::now(), cfg, &mut net, Why::Refresh);
                     if done_tx.send((d, cached, entry)).is_err() {
@@ -443,28 +455,43 @@ fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, 
             });
         }
         drop(done_tx);
-        for (d, cached) in due.iter().cloned() {
-            while let Ok(done) = done_rx.try_recv() {
-                settle(&mut engine, done);
+        let mut queue = schedule.into_iter().peekable();
+        let mut in_flight = 0usize;
+        while queue.peek().is_some() || in_flight > 0 {
+            let free = in_flight < jobs;
+            let wait = match queue.peek() {
+                Some((at, _, _)) if free => at.saturating_sub(started.elapsed()),
+                _ => Duration::from_secs(1),
+            };
+            if free && wait.is_zero() {
+                let Some((_, d, cached)) = queue.next() else { break };
+                match engine.begin(&d, Some(cached), process::now(), false) {
+                    // A worker is idle (in_flight < jobs): the send is taken at once.
+                    Begin::Go(cached) => {
+                        if job_tx.send((d, cached)).is_err() {
+                            break;
+                        }
+                        in_flight += 1;
+                    }
+                    Begin::Busy | Begin::Done(_) => {
+                        busy += 1;
+                        if let Some(b) = &bar {
+                            b.inc(1);
+                        }
+                    }
+                }
+                continue;
             }
-            match engine.begin(&d, Some(cached), process::now(), false) {
-                Begin::Go(cached) => {
-                    if job_tx.send((d, cached)).is_err() {
-                        break;
-                    }
+            match done_rx.recv_timeout(wait) {
+                Ok(done) => {
+                    in_flight -= 1;
+                    settle(&mut engine, done);
                 }
-                Begin::Busy | Begin::Done(_) => {
-                    busy += 1;
-                    if let Some(b) = &bar {
-                        b.inc(1);
-                    }
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
         drop(job_tx);
-        for done in done_rx.iter() {
-            settle(&mut engine, done);
-        }
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
