@@ -60,6 +60,10 @@ pub struct Config {
     pub require_text_plain: bool,
     /// Deadline in seconds for one DNS question, all servers and retries included.
     pub dns_timeout: u64,
+    /// Deadline in seconds for a whole cold path: the TXT query, the fetch (its address
+    /// lookups included), the TLSRPT query and the DANE lookups together. A fetch lease
+    /// outlives it, so that waiting processes never start a second fetch.
+    pub cold_deadline: u64,
 }
 
 impl Default for Config {
@@ -79,6 +83,7 @@ impl Default for Config {
             max_policy_size: 65_536,
             require_text_plain: true,
             dns_timeout: 10,
+            cold_deadline: 90,
         }
     }
 }
@@ -145,6 +150,7 @@ impl Config {
         for (key, v, min) in [
             ("fetch_timeout", self.fetch_timeout, 1),
             ("dns_timeout", self.dns_timeout, 1),
+            ("cold_deadline", self.cold_deadline, 1),
             ("max_policy_size", self.max_policy_size, 1024),
         ] {
             if v < min {
@@ -279,7 +285,8 @@ mod shipped_example {
                 "fetch_timeout",
                 "max_policy_size",
                 "require_text_plain",
-                "dns_timeout"
+                "dns_timeout",
+                "cold_deadline"
             ]
         );
     }

@@ -12,6 +12,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use hickory_proto::rr::RecordType as Type;
@@ -55,6 +57,37 @@ pub struct Resolver {
     attempts: u32,
     deadline: Duration,
     trust_ad: bool,
+    /// One deadline for a whole cold path, shared by every clone (the HTTPS client's
+    /// resolver too): see [`Resolver::set_cutoff`].
+    cutoff: Arc<Cutoff>,
+}
+
+/// A point in time shared between clones, as milliseconds after a process-wide anchor
+/// (0: none). An atomic, so that the HTTPS client's resolver can be `Send + Sync`.
+#[derive(Debug, Default)]
+struct Cutoff(AtomicU64);
+
+fn anchor() -> Instant {
+    static ANCHOR: OnceLock<Instant> = OnceLock::new();
+    *ANCHOR.get_or_init(Instant::now)
+}
+
+impl Cutoff {
+    fn set(&self, at: Option<Instant>) {
+        let ms = at.map_or(0, |t| {
+            u64::try_from(t.saturating_duration_since(anchor()).as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        });
+        self.0.store(ms, Ordering::Relaxed);
+    }
+
+    fn remaining(&self) -> Option<Duration> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some((anchor() + Duration::from_millis(ms - 1)).saturating_duration_since(Instant::now())),
+        }
+    }
 }
 
 const EDNS_PAYLOAD: u16 = 1232;
@@ -77,7 +110,19 @@ impl Resolver {
             attempts: conf.attempts.clamp(1, 5),
             deadline,
             trust_ad,
+            cutoff: Arc::default(),
         }
+    }
+
+    /// Sets (or, with `None`, clears) the time after which no question is asked, for this
+    /// resolver and all its clones: the cold path's one deadline (issue 8 item 4).
+    pub fn set_cutoff(&self, at: Option<Instant>) {
+        self.cutoff.set(at);
+    }
+
+    /// Time left before the cutoff; `None` when there is none.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.cutoff.remaining()
     }
 
     /// TXT records of `name`, each with its strings concatenated without separator
@@ -178,6 +223,12 @@ impl Resolver {
         for _ in 0..self.attempts {
             for server in &self.servers {
                 let left = self.deadline.saturating_sub(start.elapsed());
+                if self.remaining().is_some_and(|r| r.is_zero()) {
+                    return Err(DnsError(format!(
+                        "{qname} {rtype}: not asked, the lookup's overall deadline has passed"
+                    )));
+                }
+                let left = self.remaining().map_or(left, |r| r.min(left));
                 if left.is_zero() {
                     return Err(DnsError(format!(
                         "{qname} {rtype}: no answer within {:?} ({last})",

@@ -204,6 +204,21 @@ pub fn cold(
     net: &mut LiveNet,
     why: Why,
 ) -> OwnedEntry {
+    // One deadline for everything this cold path asks the network (issue 8 item 4).
+    net.resolver.set_cutoff(Some(Instant::now() + Duration::from_secs(cfg.cold_deadline)));
+    let entry = cold_within_deadline(domain, cached, now, cfg, net, why);
+    net.resolver.set_cutoff(None);
+    entry
+}
+
+fn cold_within_deadline(
+    domain: &str,
+    cached: Option<&OwnedEntry>,
+    now: u64,
+    cfg: &Config,
+    net: &mut LiveNet,
+    why: Why,
+) -> OwnedEntry {
     let proactive = why == Why::Refresh;
     // Only a TXT answer of this run counts as evidence for the DANE check below.
     net.unsigned_nx = None;
@@ -244,9 +259,10 @@ pub fn cold(
     entry
 }
 
-/// The lease lasts as long as a whole cold path may take.
+/// The lease outlives a whole cold path: its network deadline, then the store write and
+/// the shared-database child (whose own deadline is 10 s), with a margin.
 fn lease_time(cfg: &Config) -> u64 {
-    3 * cfg.dns_timeout + cfg.fetch_timeout + 10
+    cfg.cold_deadline.saturating_add(15)
 }
 
 /// Polls the store while another process holds the lease, until a fresh entry appears.

@@ -97,6 +97,8 @@ impl Resolver for StubResolver {
 pub struct Fetcher {
     agent: ureq::Agent,
     opts: FetchOptions,
+    /// A clone of the resolver the agent uses: its cutoff bounds the fetch too.
+    resolver: dns::Resolver,
 }
 
 impl Fetcher {
@@ -126,8 +128,8 @@ impl Fetcher {
                     .build(),
             )
             .build();
-        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), StubResolver(resolver));
-        Fetcher { agent, opts }
+        let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), StubResolver(resolver.clone()));
+        Fetcher { agent, opts, resolver }
     }
 
     /// Fetches and parses the policy of `domain` (A-label form), and tells what was seen
@@ -140,7 +142,16 @@ impl Fetcher {
 
     fn fetch_into(&self, report: &mut FetchReport) -> Result<Fetched, FetchError> {
         let url = report.url.clone();
-        let mut resp = self.agent.get(&url).call().map_err(|e| {
+        // The fetch ends by the cold path's deadline too (its A/AAAA lookups included).
+        let timeout = self.resolver.remaining().map_or(self.opts.timeout, |r| r.min(self.opts.timeout));
+        if timeout.is_zero() {
+            return Err(fail(
+                FailureKind::FetchError,
+                format!("{url}: not fetched, the lookup's overall deadline has passed"),
+            ));
+        }
+        let request = self.agent.get(&url).config().timeout_global(Some(timeout)).build();
+        let mut resp = request.call().map_err(|e| {
             report.certificate = certificate_problem(&e);
             classify(&url, e)
         })?;

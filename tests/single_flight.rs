@@ -112,3 +112,37 @@ fn max_age_zero_is_not_fetched_on_every_call() {
     assert!(all.iter().all(|a| a == "enforce" || a == "none"), "{all:?}");
     assert!(all.iter().any(|a| a == "enforce"), "the call that fetched applies the policy: {all:?}");
 }
+
+#[test]
+fn one_deadline_bounds_the_cold_path_and_the_lease_outlives_it() {
+    // Eight MX hosts whose TLSA questions are never answered: the DANE lookups alone (a
+    // query and a diagnosis per host, 2 s each here) would take 32 s, longer than the fetch
+    // lease used to last, after which a waiting process fetched again. With one deadline for
+    // the whole cold path (cold_deadline = 5) every caller answers within it, and the lease
+    // (deadline + 15 s) outlives it: one fetch for 20 concurrent Exims.
+    let w = World::get();
+    let d = w.unique("slowtlsa");
+    // `AD`: the test DNS server sets the AD bit for these names (a stand-in for a validating
+    // resolver), so that the DANE lookups are made.
+    let mut zone = format!("{d} AD\n_mta-sts.{d} TXT \"v=STSv1; id=s\"\nmta-sts.{d} A 127.0.1.1\n");
+    for i in 0..8 {
+        zone.push_str(&format!("{d} MX 10 mx{i}.{d}\nmx{i}.{d} A 127.0.0.1\n_25._tcp.mx{i}.{d} TIMEOUT\n"));
+    }
+    w.zone(&d, &zone);
+    w.serve_policy(&d, &policy("enforce", &[&format!("*.{d}")], 3600), "");
+    let dir = w.scratch("slowtlsa");
+    let toml = config(&dir, "cold_deadline = 5\ndns_timeout = 2\nfetch_timeout = 1\n");
+    let conf = exim_conf(&dir);
+    let call = dlfunc(&lib_path(), "getmta", &[&d]);
+    let started = std::time::Instant::now();
+    let children: Vec<_> = (0..20).map(|_| spawn_be(&conf, &toml, std::slice::from_ref(&call))).collect();
+    let mut slowest = std::time::Duration::ZERO;
+    for child in children {
+        let (lines, err) = answers(child);
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(lines, ["enforce"], "{err}");
+    }
+    assert_eq!(w.requests(&d), 1, "one fetch for 20 concurrent callers");
+    // Within the deadline, plus process start-up and the store write on a loaded machine.
+    assert!(slowest < std::time::Duration::from_secs(5 + 5), "the last answer came after {slowest:?}");
+}

@@ -3,7 +3,8 @@
 //!
 //! One record per line: `NAME TYPE DATA`, where TYPE is A, AAAA, TXT (one or more
 //! "quoted" strings), MX (`PREF HOST`), CNAME or TLSA (`USAGE SELECTOR MATCHING HEX`).
-//! Faults: `NAME SERVFAIL`, `NAME REFUSED`, `NAME TIMEOUT` (never answered).
+//! Faults: `NAME SERVFAIL`, `NAME REFUSED`, `NAME TIMEOUT` (never answered). `NAME AD` sets
+//! the AD bit on answers for NAME and below (a stand-in for validation; see [`Entry`]).
 //! Lines starting with `#` are comments. Every answer has TTL 60. Every question is logged
 //! to `WORLD/dns/queries.log` as `NAME TYPE`.
 
@@ -20,6 +21,11 @@ const TTL: u32 = 60;
 enum Entry {
     Record(String, RData),
     Fault(String, Fault),
+    /// `NAME AD`: answers for NAME and the names under it carry the AD bit. A stand-in for
+    /// a validating resolver (this server signs nothing), for tests that need DANE lookups
+    /// to happen but test something else (the cold path's deadline); DNSSEC itself is
+    /// tested against the real signed world (scripts/world-dnssec).
+    Authentic(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -64,6 +70,7 @@ fn parse_line(line: &str) -> Option<Entry> {
         "SERVFAIL" => return Some(Entry::Fault(name, Fault::ServFail)),
         "REFUSED" => return Some(Entry::Fault(name, Fault::Refused)),
         "TIMEOUT" => return Some(Entry::Fault(name, Fault::Timeout)),
+        "AD" => return Some(Entry::Authentic(name)),
         "A" => RData::A(A(data.parse().ok()?)),
         "AAAA" => RData::AAAA(AAAA(data.parse().ok()?)),
         "TXT" => RData::TXT(TXT::new(unquote_strings(data)?)),
@@ -139,6 +146,9 @@ fn respond(zones: &Path, query: &Message) -> Option<Message> {
         resp.set_edns(e);
     }
 
+    resp.metadata.authentic_data = entries
+        .iter()
+        .any(|e| matches!(e, Entry::Authentic(n) if qname == *n || qname.ends_with(&format!(".{n}"))));
     let mut name = qname.clone();
     for _ in 0..8 {
         for e in &entries {
