@@ -40,6 +40,8 @@ extern "C" {
 /*
  * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{getmta}{DOMAIN}}
  *     "enforce", "testing" or "none": the MTA-STS mode in effect for DOMAIN;
+ *     "dane": DNSSEC-authenticated TLSA records exist for its MX hosts, so DANE applies
+ *     and takes precedence (RFC 8461 section 2): deliver with Exim's own DANE;
  *     "fail": the answer cannot safely be given now (temporary DNS failure with nothing
  *     cached, an unusable configuration file, or a failed policy fetch with
  *     fetch_failure = "fail"). Defer such mail.

@@ -3,7 +3,7 @@
 //! all defaults; a file that cannot be read or parsed is an error, never a guess, so the
 //! caller answers `fail` until it is fixed. Every default lives in this file.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +13,7 @@ pub const ENV_VAR: &str = "EXIM_MTA_STS_CONFIG";
 
 /// What to answer when a domain publishes a valid `_mta-sts` record but no policy can be
 /// fetched and nothing valid is cached (SPEC §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FetchFailure {
     /// RFC 8461 §3.3: "continue with delivery as though the domain has not implemented
@@ -24,7 +24,7 @@ pub enum FetchFailure {
     Fail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The shared database that Exim's `lmdb` lookup reads (SPEC §3).
