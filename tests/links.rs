@@ -120,3 +120,47 @@ fn root_refuses_a_root_owned_directory_that_others_may_write() {
     let made: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(made, ["mta-sts.toml"], "no database created there");
 }
+
+#[test]
+fn admin_tool_as_root_never_follows_a_planted_link_either() {
+    let w = World::get();
+    let (uid, gid) = exim_ids();
+    let scratch = w.scratch("links-tool");
+    let db = scratch.join("spool");
+    std::fs::create_dir(&db).unwrap();
+    std::os::unix::fs::chown(&db, Some(uid), Some(gid)).unwrap();
+    let toml = scratch.join("mta-sts.toml");
+    std::fs::write(
+        &toml,
+        format!("database = \"{0}/mta-sts.mdb\"\nstate = \"{0}/mta-sts-state.mdb\"\n", db.display()),
+    )
+    .unwrap();
+    let target = scratch.join("victim");
+    let before = victim(&target);
+    for file in ["mta-sts-state.mdb-lock", "mta-sts.mdb-lock"] {
+        std::os::unix::fs::symlink(&target, db.join(file)).unwrap();
+    }
+    let d = w.unique("link-tool");
+    w.sts_domain(&d, "a", &policy("enforce", &[&format!("mx.{d}")], 3600));
+    // prefetch opens (creates) the store and writes the shared database directly.
+    let mut tool = std::process::Command::new(env!("CARGO_BIN_EXE_exim-mta-sts"))
+        .arg("--config")
+        .arg(&toml)
+        .args(["prefetch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut tool.stdin.take().unwrap(), format!("{d}\n").as_bytes()).unwrap();
+    let out = tool.wait_with_output().unwrap();
+    assert_untouched(&target, &before, "admin tool");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{} {err}", String::from_utf8_lossy(&out.stdout));
+    let shared = exim_mta_sts::shared_db::read_all(&db.join("mta-sts.mdb")).unwrap();
+    assert_eq!(shared.get(&format!("{d}:mode")).map(String::as_str), Some("enforce"));
+    for file in ["mta-sts-state.mdb-lock", "mta-sts.mdb-lock"] {
+        let m = std::fs::symlink_metadata(db.join(file)).unwrap();
+        assert!(m.is_file() && m.uid() == uid, "{file} rebuilt as a plain file of the Exim user");
+    }
+}
