@@ -4,35 +4,11 @@
 
 mod common;
 use common::*;
-use std::io::Write;
 use std::path::Path;
 
 /// Starts `exim -be` (the lmdb-capable test Exim) with `lines` on its standard input.
 fn spawn_be(conf: &Path, toml: &Path, lines: &[String]) -> std::process::Child {
-    let mut child = std::process::Command::new(lmdb_exim())
-        .arg("-C")
-        .arg(conf)
-        .arg("-be")
-        .env("EXIM_MTA_STS_CONFIG", toml)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = lines.join("\n");
-    input.push('\n');
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child
-}
-
-fn answers(child: std::process::Child) -> (Vec<String>, String) {
-    let out = child.wait_with_output().unwrap();
-    let lines = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.trim_start_matches("> ").to_owned())
-        .filter(|l| !l.is_empty() && l != ">")
-        .collect();
-    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+    be_spawn(std::process::Command::new(lmdb_exim()), conf, toml, lines)
 }
 
 /// A small deterministic shuffle (xorshift), so that each process has its own order.
@@ -79,7 +55,7 @@ fn sixty_exims_asking_for_twenty_new_domains_fetch_each_once() {
         })
         .collect();
     for child in children {
-        let (lines, err) = answers(child);
+        let (lines, err) = be_output(child);
         assert_eq!(lines.len(), 20, "{lines:?} {err}");
         assert!(lines.iter().all(|l| l == "enforce/enforce" || l == "enforce/missing"), "{lines:?} {err}");
         assert!(lines[0] == "enforce/enforce", "the first lookup opens after the first call: {lines:?}");
@@ -104,7 +80,7 @@ fn max_age_zero_is_not_fetched_on_every_call() {
     let children: Vec<_> = (0..10).map(|_| spawn_be(&conf, &toml, &vec![call.clone(); 5])).collect();
     let mut all = Vec::new();
     for child in children {
-        let (lines, err) = answers(child);
+        let (lines, err) = be_output(child);
         assert_eq!(lines.len(), 5, "{lines:?} {err}");
         all.extend(lines);
     }
@@ -138,7 +114,7 @@ fn one_deadline_bounds_the_cold_path_and_the_lease_outlives_it() {
     let children: Vec<_> = (0..20).map(|_| spawn_be(&conf, &toml, std::slice::from_ref(&call))).collect();
     let mut slowest = std::time::Duration::ZERO;
     for child in children {
-        let (lines, err) = answers(child);
+        let (lines, err) = be_output(child);
         slowest = slowest.max(started.elapsed());
         assert_eq!(lines, ["enforce"], "{err}");
     }

@@ -256,11 +256,22 @@ pub fn validating(program: &Path) -> std::process::Command {
 }
 
 fn be_run(
-    mut cmd: std::process::Command,
+    cmd: std::process::Command,
     conf: &Path,
     mta_sts_config: &Path,
     expansion: &str,
 ) -> (String, String) {
+    let (lines, err) = be_output(be_spawn(cmd, conf, mta_sts_config, &[expansion.to_owned()]));
+    (lines.join("\n"), err)
+}
+
+/// Starts `CMD -C conf -be` with `lines` on its standard input.
+pub fn be_spawn(
+    mut cmd: std::process::Command,
+    conf: &Path,
+    mta_sts_config: &Path,
+    lines: &[String],
+) -> std::process::Child {
     use std::io::Write;
     let mut child = cmd
         .arg("-C")
@@ -272,15 +283,21 @@ fn be_run(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{expansion}\n").as_bytes()).unwrap();
+    let mut input = lines.join("\n");
+    input.push('\n');
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+}
+
+/// Waits for an `exim -be` child: (its output lines without the prompt, stderr).
+pub fn be_output(child: std::process::Child) -> (Vec<String>, String) {
     let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout)
+    let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.trim_start_matches("> ").to_owned())
         .filter(|l| !l.is_empty() && l != ">")
-        .collect::<Vec<_>>()
-        .join("\n");
-    (stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+        .collect();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// `${dlfunc{LIB}{FUNC}{ARGS...}}`
