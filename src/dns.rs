@@ -203,16 +203,7 @@ impl Resolver {
     ) -> Result<Answer<T>, DnsError> {
         let qname = Name::from_ascii(name).map_err(|e| DnsError(format!("bad name {name:?}: {e}")))?;
         let response = self.ask(&qname, rtype, checking_disabled)?;
-        let nxdomain = response.metadata.response_code == ResponseCode::NXDomain;
-        let used: Vec<&Record> = response.answers.iter().filter(|r| r.record_type() == rtype).collect();
-        let ttl = used.iter().map(|r| r.ttl).min().unwrap_or(0);
-        Ok(Answer {
-            items: used.iter().filter_map(|r| pick(&r.data)).collect(),
-            nxdomain,
-            aliased: response.answers.iter().any(|r| r.record_type() == RecordType::CNAME),
-            authentic: self.trust_ad && response.metadata.authentic_data && !checking_disabled,
-            ttl,
-        })
+        Ok(answer_of(&response, &qname, rtype, self.trust_ad && !checking_disabled, pick))
     }
 
     /// One question to the configured servers, in order, `attempts` rounds, within the
@@ -277,6 +268,63 @@ impl Resolver {
     }
 }
 
+/// At most this many CNAMEs are followed from the question's name (a loop ends there).
+pub const MAX_CNAME_HOPS: usize = 8;
+
+/// The records of `rtype` that answer `qname` in `response`: those owned by `qname`, or by
+/// the end of the CNAME chain that starts there (RFC 8461 §3.1 follows CNAMEs). Records
+/// owned by any other name are ignored, whatever the resolver put in the answer section.
+/// Returns them, and whether a CNAME was followed.
+pub fn chain_records<'m>(response: &'m Message, qname: &Name, rtype: RecordType) -> (Vec<&'m Record>, bool) {
+    let mut name = qname.clone();
+    let mut aliased = false;
+    for _ in 0..=MAX_CNAME_HOPS {
+        let here: Vec<&Record> = response.answers.iter().filter(|r| r.name.eq_ignore_root(&name)).collect();
+        let wanted: Vec<&Record> = here.iter().copied().filter(|r| r.record_type() == rtype).collect();
+        if !wanted.is_empty() {
+            return (wanted, aliased);
+        }
+        match here.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if rtype != RecordType::CNAME => Some(target.0.clone()),
+            _ => None,
+        }) {
+            Some(target) => {
+                name = target;
+                aliased = true;
+            }
+            None => return (Vec::new(), aliased),
+        }
+    }
+    (Vec::new(), aliased)
+}
+
+/// What `response` (already matched to the question) says about `qname`/`rtype`. Pure: the
+/// part of a lookup that reads bytes from the network (fuzzed, see `fuzz/`).
+pub fn answer_of<T>(
+    response: &Message,
+    qname: &Name,
+    rtype: RecordType,
+    trust_ad: bool,
+    pick: impl Fn(&RData) -> Option<T>,
+) -> Answer<T> {
+    let (used, aliased) = chain_records(response, qname, rtype);
+    Answer {
+        items: used.iter().filter_map(|r| pick(&r.data)).collect(),
+        nxdomain: response.metadata.response_code == ResponseCode::NXDomain,
+        aliased,
+        authentic: trust_ad && response.metadata.authentic_data,
+        ttl: used.iter().map(|r| r.ttl).min().unwrap_or(0),
+    }
+}
+
+/// Decodes a response to the question (`id`, `qname`, `rtype`) from the wire, or says why
+/// it is not one: undecodable, another id, not a response, another question.
+pub fn decode_response(bytes: &[u8], id: u16, qname: &Name, rtype: RecordType) -> Result<Message, String> {
+    let m = Message::from_vec(bytes).map_err(|e| format!("bad response: {e}"))?;
+    let q = Question { wire: &[], id, qname, rtype };
+    if q.answered_by(&m) { Ok(m) } else { Err("response does not match the question".into()) }
+}
+
 fn trim_dot(mut s: String) -> String {
     if s.ends_with('.') {
         s.pop();
@@ -329,9 +377,7 @@ fn udp_exchange(server: SocketAddr, q: &Question<'_>, wait: Duration) -> Result<
             Err(e) => return Err(format!("udp: {e}")),
         };
         // A stray or forged datagram is skipped, not taken as the answer.
-        if let Ok(m) = Message::from_vec(buf.get(..n).unwrap_or_default())
-            && q.answered_by(&m)
-        {
+        if let Ok(m) = decode_response(buf.get(..n).unwrap_or_default(), q.id, q.qname, q.rtype) {
             return Ok(m);
         }
     }
@@ -352,6 +398,69 @@ fn tcp_exchange(server: SocketAddr, q: &Question<'_>, wait: Duration) -> Result<
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
     s.set_read_timeout(Some(left())).map_err(|e| format!("tcp: {e}"))?;
     s.read_exact(&mut buf).map_err(|e| format!("tcp: {e}"))?;
-    let m = Message::from_vec(&buf).map_err(|e| format!("tcp: bad response: {e}"))?;
-    if q.answered_by(&m) { Ok(m) } else { Err("tcp: response does not match the question".into()) }
+    decode_response(&buf, q.id, q.qname, q.rtype).map_err(|e| format!("tcp: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::{CNAME, TXT};
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn txt(owner: &str, text: &str, ttl: u32) -> Record {
+        Record::from_rdata(name(owner), ttl, RData::TXT(TXT::new(vec![text.to_owned()])))
+    }
+
+    fn cname(owner: &str, target: &str) -> Record {
+        Record::from_rdata(name(owner), 300, RData::CNAME(CNAME(name(target))))
+    }
+
+    fn texts(m: &Message, q: &str) -> (Vec<String>, bool, u32) {
+        let a = answer_of(m, &name(q), RecordType::TXT, true, |d| match d {
+            RData::TXT(t) => Some(t.to_string()),
+            _ => None,
+        });
+        (a.items, a.aliased, a.ttl)
+    }
+
+    #[test]
+    fn only_records_on_the_cname_chain_from_the_question_count() {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(txt("other.example.", "v=STSv1; id=evil", 10));
+        m.add_answer(cname("_mta-sts.a.example.", "_mta-sts.provider.example."));
+        m.add_answer(txt("_mta-sts.provider.example.", "v=STSv1; id=good", 60));
+        assert_eq!(texts(&m, "_mta-sts.a.example."), (vec!["v=STSv1; id=good".to_owned()], true, 60));
+        assert_eq!(texts(&m, "_MTA-STS.A.EXAMPLE"), (vec!["v=STSv1; id=good".to_owned()], true, 60));
+        assert_eq!(texts(&m, "unrelated.example."), (vec![], false, 0));
+    }
+
+    #[test]
+    fn cname_loops_and_long_chains_give_nothing() {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(cname("a.example.", "b.example."));
+        m.add_answer(cname("b.example.", "a.example."));
+        assert_eq!(texts(&m, "a.example."), (vec![], true, 0));
+        let mut long = Message::new(1, MessageType::Response, OpCode::Query);
+        for i in 0..=MAX_CNAME_HOPS {
+            long.add_answer(cname(&format!("n{i}.example."), &format!("n{}.example.", i + 1)));
+        }
+        long.add_answer(txt(&format!("n{}.example.", MAX_CNAME_HOPS + 1), "far", 60));
+        assert_eq!(texts(&long, "n0.example.").0, Vec::<String>::new());
+        assert_eq!(texts(&long, "n1.example.").0, vec!["far".to_owned()]);
+    }
+
+    #[test]
+    fn responses_to_another_question_are_refused() {
+        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(name("a.example."), RecordType::TXT));
+        let wire = m.to_vec().unwrap();
+        assert!(decode_response(&wire, 7, &name("a.example"), RecordType::TXT).is_ok());
+        assert!(decode_response(&wire, 8, &name("a.example"), RecordType::TXT).is_err(), "id");
+        assert!(decode_response(&wire, 7, &name("b.example"), RecordType::TXT).is_err(), "name");
+        assert!(decode_response(&wire, 7, &name("a.example"), RecordType::MX).is_err(), "type");
+        assert!(decode_response(&wire[..wire.len() - 1], 7, &name("a.example"), RecordType::TXT).is_err());
+    }
 }

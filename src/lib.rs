@@ -24,6 +24,7 @@ pub mod dane;
 pub mod dns;
 pub mod domain;
 pub mod engine;
+pub mod entry;
 pub mod fetch;
 pub mod ffi;
 pub mod lmdbfile;

@@ -1,0 +1,22 @@
+//! The store's entry decoder on arbitrary bytes (a store file other processes write).
+#![no_main]
+use exim_mta_sts::cache::Entry;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let full = Entry::decode(data);
+    let view = Entry::decode_for_answer(data);
+    if let Some(e) = full {
+        // One encoding per entry: decoding then encoding gives the same bytes.
+        assert_eq!(e.encode(), data);
+        // The answer-only view agrees with the full decode on everything but the two
+        // strings it skips.
+        let v = view.expect("what decodes fully decodes for answering");
+        assert_eq!((v.kind, v.mode, v.expires, v.checked, v.fetched), (e.kind, e.mode, e.expires, e.checked, e.fetched));
+        assert_eq!((v.retry_after, v.shared_retry, v.dane, v.dane_until, v.used), (e.retry_after, e.shared_retry, e.dane, e.dane_until, e.used));
+        assert_eq!((v.id, v.mx, v.report, v.failed_id), (e.id, e.mx, e.report, e.failed_id));
+    }
+    if let Some(v) = view {
+        let _ = v.mx_patterns().count();
+    }
+});
