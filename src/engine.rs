@@ -271,7 +271,7 @@ fn wait_for_other(store: &mut Store, domain: &str, cfg: &Config) -> Option<Owned
     let limit = Duration::from_secs(lease_time(cfg));
     while start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(20));
-        let now = crate::process::now();
+        let now = crate::clock::now();
         let fresh = store
             .read(domain, |e| e.filter(|e| lookup::hot(e, now, cfg).is_some()).map(|e| e.to_owned_entry()))
             .ok()

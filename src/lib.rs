@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod dane;
 pub mod dns;

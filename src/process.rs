@@ -11,7 +11,6 @@ use crate::engine::{self, Engine, LiveNet, SharedWrites, Why};
 use crate::lookup::{self, Answer};
 use crate::{log, sys};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Process {
     fork_generation: u32,
@@ -55,9 +54,7 @@ impl Process {
 
 static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
 
-pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+pub use crate::clock::now;
 
 /// Computes the answer for `domain` (normalised) and passes it to `f`.
 pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {

@@ -263,7 +263,13 @@ pub fn with_fs_identity<R>(uid: u32, gid: u32, f: impl FnOnce() -> R) -> Result<
             // this does not fail; if it did, the thread would be left with less access,
             // never more, and Exim would defer what it cannot write.
             if let Err(e) = set_fs_identity(&self.0) {
-                crate::log::alert(&format!("cannot restore the file-system identity: {e}"));
+                // Said here rather than through `log`, which builds on this module.
+                let line =
+                    std::ffi::CString::new(format!("mta-sts: cannot restore the file-system identity: {e}"))
+                        .unwrap_or_default();
+                if !exim_log(LOG_MAIN | LOG_PANIC, &line) {
+                    syslog(libc::LOG_ERR, &line);
+                }
             }
         }
     }
