@@ -1,4 +1,4 @@
-//! What the admin tool (`src/bin/exim-mta-sts.rs`) knows, gathered with the library's own
+//! What the admin tool (`src/bin/exim-mta-sts/`) knows, gathered with the library's own
 //! code: a live diagnosis of a domain ([`check`]), the cached state ([`EntryInfo`]), and
 //! the cache maintenance operations. No RFC rule is implemented here: the diagnosis runs
 //! [`lookup::refresh`] and [`dane::check`] and records what they saw.

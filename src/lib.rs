@@ -14,7 +14,7 @@
 //! - [`dns`], [`fetch`], [`dane`]: the network (system resolver, HTTPS, DANE check);
 //! - [`cache`], [`shared_db`], [`lmdbfile`]: the two LMDB files;
 //! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C;
-//! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts.rs`) reports and maintains.
+//! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts/`) reports and maintains.
 #![deny(unsafe_code)]
 
 pub mod admin;

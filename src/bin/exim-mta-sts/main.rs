@@ -3,15 +3,17 @@
 //! (`exim_mta_sts::admin`, `engine`, `lookup`); this file parses arguments and prints.
 
 use clap::{Parser, Subcommand};
-use exim_mta_sts::admin::{self, CheckReport, EntryInfo, RefreshOutcome};
-use exim_mta_sts::cache::{Entry, Kind, OwnedEntry, Store};
+use exim_mta_sts::admin::{self, CheckReport, EntryInfo};
+use exim_mta_sts::cache::Store;
 use exim_mta_sts::config::Config;
-use exim_mta_sts::engine::{self, Begin, Engine, LiveNet, SharedWrites, Why};
+use exim_mta_sts::engine::{Engine, LiveNet, SharedWrites, Why};
 use exim_mta_sts::{domain, log, lookup, process};
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+
+mod refresh;
+use refresh::refresh;
 
 #[derive(Parser)]
 #[command(
@@ -341,169 +343,6 @@ fn list(cfg: &Config, json: bool, now: u64) -> Outcome {
     }
     println!("{} domain(s)", all.len());
     Ok(ExitCode::SUCCESS)
-}
-
-// ---------------------------------------------------------------------------- refresh
-
-fn random_below(n: u64) -> u64 {
-    let mut b = [0u8; 8];
-    if n == 0 || getrandom::fill(&mut b).is_err() {
-        return 0;
-    }
-    u64::from_le_bytes(b) % n
-}
-
-fn refresh(cfg: &Config, now: u64, used_within: u64, min_age: u64, jobs: usize, jitter: u64) -> Outcome {
-    let mut store = open_store(cfg, true)?;
-    let mut due: Vec<(String, OwnedEntry)> = Vec::new();
-    let mut skipped = 0usize;
-    for (d, bytes) in store.entries().map_err(|e| Failure(e.to_string(), 1))? {
-        let Some(e) = Entry::decode(&bytes) else { continue };
-        if e.kind != Kind::Policy || now >= e.expires {
-            continue;
-        }
-        if e.used + used_within < now || now < e.fetched + min_age {
-            skipped += 1;
-            continue;
-        }
-        due.push((d, e.to_owned_entry()));
-    }
-    // Progress on a terminal; failures are reported here, not by the library's log.
-    log::quiet();
-    let bar = if std::io::stderr().is_terminal() {
-        let b = indicatif::ProgressBar::new(due.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}") {
-            b.set_style(style);
-        }
-        Some(b)
-    } else {
-        None
-    };
-    let say = |line: String| match &bar {
-        Some(b) => b.println(line),
-        None => {
-            let _ = writeln!(std::io::stderr(), "{line}");
-        }
-    };
-    let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<(String, Option<OwnedEntry>)>(0);
-    let job_rx = std::sync::Mutex::new(job_rx);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(String, Option<OwnedEntry>, OwnedEntry)>();
-    let (mut unchanged, mut changed, mut failed) = (0usize, 0usize, 0usize);
-    let mut busy = 0usize;
-    let mut engine = Engine { cfg, store: &mut store, shared: SharedWrites::Direct };
-    let mut settle = |engine: &mut Engine<'_>,
-                      (d, cached, entry): (String, Option<OwnedEntry>, OwnedEntry)| {
-        let Some(old) = cached else { return };
-        let new = engine.finish(&d, Some(&old), entry, process::now());
-        let outcome = admin::refresh_outcome(&old, &new);
-        match outcome {
-            RefreshOutcome::Failed => {
-                let line = format!(
-                    "{d}: refresh failed, cached policy kept (expires {}): {}",
-                    until(new.expires, now),
-                    new.note
-                );
-                // Also to syslog (facility mail), where Exim's administrators look.
-                if let Ok(c) = std::ffi::CString::new(format!("mta-sts: refresh: {line}")) {
-                    exim_mta_sts::sys::syslog(libc::LOG_WARNING, &c);
-                }
-                say(line)
-            }
-            RefreshOutcome::Updated => {
-                say(format!("{d}: policy changed: id {} mode {} mx {}", new.id, new.mode.as_str(), new.mx))
-            }
-            _ => {}
-        }
-        match outcome {
-            RefreshOutcome::Unchanged => unchanged += 1,
-            RefreshOutcome::Updated => changed += 1,
-            RefreshOutcome::Failed => failed += 1,
-        }
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-    };
-    // Start times are spread over the jitter window (so that many hosts do not all ask a
-    // policy host at once) without any sleep that holds a lease: a domain's fetch lease is
-    // taken only when its start time has come and a worker is free to fetch it at once, and
-    // released as soon as that fetch is stored. Exim never waits on a refresh longer than a
-    // fetch takes, and the run lasts about the jitter plus the fetch time.
-    let mut schedule: Vec<(Duration, String, OwnedEntry)> = due
-        .iter()
-        .cloned()
-        .map(|(d, e)| (Duration::from_millis(random_below(jitter.saturating_mul(1000) + 1)), d, e))
-        .collect();
-    schedule.sort_by_key(|(at, _, _)| *at);
-    let started = std::time::Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(due.len().max(1)) {
-            let (job_rx, done_tx) = (&job_rx, done_tx.clone());
-            scope.spawn(move || {
-                let mut net = LiveNet::new(cfg);
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((d, cached)) = job else { return };
-                    let entry =
-                        engine::cold(&d, cached.as_ref(), process::now(), cfg, &mut net, Why::Refresh);
-                    if done_tx.send((d, cached, entry)).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        drop(done_tx);
-        let mut queue = schedule.into_iter().peekable();
-        let mut in_flight = 0usize;
-        while queue.peek().is_some() || in_flight > 0 {
-            let free = in_flight < jobs;
-            let wait = match queue.peek() {
-                Some((at, _, _)) if free => at.saturating_sub(started.elapsed()),
-                _ => Duration::from_secs(1),
-            };
-            if free && wait.is_zero() {
-                let Some((_, d, cached)) = queue.next() else { break };
-                match engine.begin(&d, Some(cached), process::now(), false) {
-                    // A worker is idle (in_flight < jobs): the send is taken at once.
-                    Begin::Go(cached) => {
-                        if job_tx.send((d, cached)).is_err() {
-                            break;
-                        }
-                        in_flight += 1;
-                    }
-                    Begin::Busy | Begin::Done(_) => {
-                        busy += 1;
-                        if let Some(b) = &bar {
-                            b.inc(1);
-                        }
-                    }
-                }
-                continue;
-            }
-            match done_rx.recv_timeout(wait) {
-                Ok(done) => {
-                    in_flight -= 1;
-                    settle(&mut engine, done);
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        drop(job_tx);
-    });
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
-    println!(
-        "refreshed {} policies: {unchanged} unchanged, {changed} changed, {failed} failed (cached policy kept), \
-         {busy} being fetched by Exim; {skipped} skipped (not used within {} days, or fetched less than {}h ago)",
-        due.len(),
-        used_within / 86_400,
-        min_age / 3600
-    );
-    Ok(ok_if(failed == 0))
 }
 
 // ---------------------------------------------------------------------------- prefetch, purge, forget
