@@ -90,6 +90,15 @@ impl Cutoff {
     }
 }
 
+/// Clears the cutoff set by [`Resolver::cutoff_until`] when dropped (also on a panic).
+pub struct CutoffGuard(Arc<Cutoff>);
+
+impl Drop for CutoffGuard {
+    fn drop(&mut self) {
+        self.0.set(None);
+    }
+}
+
 const EDNS_PAYLOAD: u16 = 1232;
 
 impl Resolver {
@@ -114,10 +123,11 @@ impl Resolver {
         }
     }
 
-    /// Sets (or, with `None`, clears) the time after which no question is asked, for this
-    /// resolver and all its clones: the cold path's one deadline (issue 8 item 4).
-    pub fn set_cutoff(&self, at: Option<Instant>) {
-        self.cutoff.set(at);
+    /// Asks no question after `at`, on this resolver and all its clones (the HTTPS client's
+    /// too), until the returned guard is dropped: the cold path's one deadline.
+    pub fn cutoff_until(&self, at: Instant) -> CutoffGuard {
+        self.cutoff.set(Some(at));
+        CutoffGuard(Arc::clone(&self.cutoff))
     }
 
     /// Time left before the cutoff; `None` when there is none.
@@ -213,13 +223,14 @@ impl Resolver {
         let mut last = String::from("no server answered");
         for _ in 0..self.attempts {
             for server in &self.servers {
-                let left = self.deadline.saturating_sub(start.elapsed());
-                if self.remaining().is_some_and(|r| r.is_zero()) {
+                let cutoff = self.remaining();
+                if cutoff.is_some_and(|r| r.is_zero()) {
                     return Err(DnsError(format!(
                         "{qname} {rtype}: not asked, the lookup's overall deadline has passed"
                     )));
                 }
-                let left = self.remaining().map_or(left, |r| r.min(left));
+                let left = self.deadline.saturating_sub(start.elapsed());
+                let left = cutoff.map_or(left, |r| r.min(left));
                 if left.is_zero() {
                     return Err(DnsError(format!(
                         "{qname} {rtype}: no answer within {:?} ({last})",

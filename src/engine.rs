@@ -204,21 +204,9 @@ pub fn cold(
     net: &mut LiveNet,
     why: Why,
 ) -> OwnedEntry {
-    // One deadline for everything this cold path asks the network (issue 8 item 4).
-    net.resolver.set_cutoff(Some(Instant::now() + Duration::from_secs(cfg.cold_deadline)));
-    let entry = cold_within_deadline(domain, cached, now, cfg, net, why);
-    net.resolver.set_cutoff(None);
-    entry
-}
-
-fn cold_within_deadline(
-    domain: &str,
-    cached: Option<&OwnedEntry>,
-    now: u64,
-    cfg: &Config,
-    net: &mut LiveNet,
-    why: Why,
-) -> OwnedEntry {
+    // One deadline for everything this cold path asks the network (issue 8 item 4); the
+    // guard lifts it when the cold path ends.
+    let _deadline = net.resolver.cutoff_until(Instant::now() + Duration::from_secs(cfg.cold_deadline));
     let proactive = why == Why::Refresh;
     // Only a TXT answer of this run counts as evidence for the DANE check below.
     net.unsigned_nx = None;
