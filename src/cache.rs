@@ -62,7 +62,7 @@ pub struct Store {
     /// A reset read transaction kept between reads.
     idle: Option<InactiveTransaction<'static>>,
     /// The file was created (or rebuilt) by this open: see [`crate::reseed`].
-    pub is_new: bool,
+    pub(crate) is_new: bool,
 }
 
 // SAFETY: the environment is opened with MDB_NOTLS, so a (reset) read transaction is not

@@ -25,23 +25,12 @@ impl Process {
         let fork_generation = sys::fork_generation();
         let config = Config::load();
         let store = match &config {
-            Ok(cfg) => Store::open(&cfg.state)
-                .map(|mut store| {
-                    if store.is_new {
-                        crate::reseed::reseed(
-                            &mut store,
-                            &cfg.state,
-                            &cfg.database,
-                            SharedWrites::FromChild,
-                            now(),
-                        );
-                    }
-                    store
-                })
-                .map_err(|e| {
+            Ok(cfg) => {
+                crate::reseed::open_store(&cfg.state, &cfg.database, SharedWrites::FromChild).map_err(|e| {
                     log::alert(&format!("{e}; answering from live DNS and HTTPS lookups"));
                     e.to_string()
-                }),
+                })
+            }
             Err(e) => {
                 // SPEC §6: a bad file is reported and `fail` answered until it is fixed.
                 log::alert(&format!("{e}; answering fail until it is fixed"));

@@ -8,7 +8,7 @@
 //! is seeded from it: unexpired policies only, never past their `expire`, and never over an
 //! entry another process stored meanwhile.
 
-use crate::cache::{Kind, OwnedEntry, Store};
+use crate::cache::{CacheError, Kind, OwnedEntry, Store};
 use crate::engine::SharedWrites;
 use crate::policy::Mode;
 use crate::{log, shared_db, sys};
@@ -69,10 +69,19 @@ fn seed_now(state: &Path, database: &Path, store: Option<&mut Store>, now: u64) 
     }
 }
 
-/// Seeds the new store at `state` from the shared database at `database`. Inside Exim
-/// (`FromChild`), whose own `lmdb` lookup may have the shared database open, both are read
-/// and written by a short-lived child process (SPEC §3), waited for; otherwise here.
-pub fn reseed(store: &mut Store, state: &Path, database: &Path, how: SharedWrites, now: u64) {
+/// Opens the state store at `state` and, when it is new (missing or just rebuilt), seeds
+/// it from the shared database at `database`: the one way the library and the admin tool
+/// open their store. Inside Exim (`FromChild`), whose own `lmdb` lookup may have the shared
+/// database open, the seeding is done by a short-lived child process (SPEC §3), waited for.
+pub fn open_store(state: &Path, database: &Path, how: SharedWrites) -> Result<Store, CacheError> {
+    let mut store = Store::open(state)?;
+    if store.is_new {
+        reseed(&mut store, state, database, how, crate::clock::now());
+    }
+    Ok(store)
+}
+
+fn reseed(store: &mut Store, state: &Path, database: &Path, how: SharedWrites, now: u64) {
     if !database.exists() {
         return;
     }

@@ -141,12 +141,8 @@ fn open_store(cfg: &Config, must_exist: bool) -> Result<Store, Failure> {
             1,
         ));
     }
-    let mut store = Store::open(&cfg.state).map_err(|e| Failure(e.to_string(), 1))?;
-    if store.is_new {
-        let now = exim_mta_sts::process::now();
-        exim_mta_sts::reseed::reseed(&mut store, &cfg.state, &cfg.database, SharedWrites::Direct, now);
-    }
-    Ok(store)
+    exim_mta_sts::reseed::open_store(&cfg.state, &cfg.database, SharedWrites::Direct)
+        .map_err(|e| Failure(e.to_string(), 1))
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
