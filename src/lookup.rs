@@ -218,19 +218,16 @@ pub fn refresh(
 /// domain cannot make every delivery cost a fetch (nor a TXT query): until then the domain
 /// answers as after a failed fetch, and the shared database drops the policy.
 fn expired_early(domain: &str, p: &Entry<&str>, until: u64, now: u64) -> OwnedEntry {
+    let max_age = p.expires.saturating_sub(p.fetched);
     log::info(&format!(
-        "domain={domain}: policy id={} expired {}s after its fetch; not fetched again for {}s",
+        "domain={domain}: policy id={} expired {max_age}s after its fetch; not fetched again for {}s",
         p.id,
-        p.expires.saturating_sub(p.fetched),
         until.saturating_sub(now)
     ));
     let mut f = OwnedEntry::bare(Kind::FetchFailed, until, now);
     f.retry_after = until;
     f.id = p.id.to_owned();
-    f.note = format!(
-        "policy expired (max_age {}s); not fetched again before {until}",
-        p.expires.saturating_sub(p.fetched)
-    );
+    f.note = format!("policy expired (max_age {max_age}s); not fetched again before {until}");
     f
 }
 

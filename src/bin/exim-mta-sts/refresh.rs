@@ -27,7 +27,9 @@ pub(crate) fn refresh(
     jitter: u64,
 ) -> Outcome {
     let mut store = open_store(cfg, true)?;
-    let mut due: Vec<(String, OwnedEntry)> = Vec::new();
+    // Each due domain with its start time: spread over the jitter window (so that many
+    // hosts do not all ask a policy host at once) without any sleep that holds a lease.
+    let mut due: Vec<(Duration, String, OwnedEntry)> = Vec::new();
     let mut skipped = 0usize;
     for (d, bytes) in store.entries().map_err(|e| Failure(e.to_string(), 1))? {
         let Some(e) = Entry::decode(&bytes) else { continue };
@@ -38,7 +40,8 @@ pub(crate) fn refresh(
             skipped += 1;
             continue;
         }
-        due.push((d, e.to_owned_entry()));
+        let at = Duration::from_millis(random_below(jitter.saturating_mul(1000) + 1));
+        due.push((at, d, e.to_owned_entry()));
     }
     // Progress on a terminal; failures are reported here, not by the library's log.
     log::quiet();
@@ -95,20 +98,15 @@ pub(crate) fn refresh(
             b.inc(1);
         }
     };
-    // Start times are spread over the jitter window (so that many hosts do not all ask a
-    // policy host at once) without any sleep that holds a lease: a domain's fetch lease is
-    // taken only when its start time has come and a worker is free to fetch it at once, and
-    // released as soon as that fetch is stored. Exim never waits on a refresh longer than a
-    // fetch takes, and the run lasts about the jitter plus the fetch time.
-    let mut schedule: Vec<(Duration, String, OwnedEntry)> = due
-        .iter()
-        .cloned()
-        .map(|(d, e)| (Duration::from_millis(random_below(jitter.saturating_mul(1000) + 1)), d, e))
-        .collect();
-    schedule.sort_by_key(|(at, _, _)| *at);
+    // A domain's fetch lease is taken only when its start time has come and a worker is
+    // free to fetch it at once, and released as soon as that fetch is stored: Exim never
+    // waits on a refresh longer than a fetch takes, and the run lasts about the jitter plus
+    // the fetch time.
+    let total = due.len();
+    due.sort_by_key(|(at, _, _)| *at);
     let started = std::time::Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..jobs.min(due.len().max(1)) {
+        for _ in 0..jobs.min(total.max(1)) {
             let (job_rx, done_tx) = (&job_rx, done_tx.clone());
             scope.spawn(move || {
                 let mut net = LiveNet::new(cfg);
@@ -127,7 +125,7 @@ pub(crate) fn refresh(
             });
         }
         drop(done_tx);
-        let mut queue = schedule.into_iter().peekable();
+        let mut queue = due.into_iter().peekable();
         let mut in_flight = 0usize;
         while queue.peek().is_some() || in_flight > 0 {
             let free = in_flight < jobs;
@@ -171,7 +169,7 @@ pub(crate) fn refresh(
     println!(
         "refreshed {} policies: {unchanged} unchanged, {changed} changed, {failed} failed (cached policy kept), \
          {busy} being fetched by Exim; {skipped} skipped (not used within {} days, or fetched less than {}h ago)",
-        due.len(),
+        total,
         used_within / 86_400,
         min_age / 3600
     );
