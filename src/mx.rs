@@ -57,6 +57,7 @@ mod tests {
             ("mx.example.com", "evilmx.example.com", false),
             ("mx.example.com", "mxxexample.com", false),
             ("mx.example.com", "a.mx.example.com", false),
+            ("mail.example.com", "xmail.example.com", false),
             // wildcards: exactly one leftmost label (RFC 8461 §4.1)
             ("*.example.com", "mail.example.com", true),
             ("*.example.com", "MAIL.EXAMPLE.COM.", true),
@@ -66,9 +67,11 @@ mod tests {
             ("*.example.com", "mail.example.com.attacker.net", false),
             ("*.example.com", "mailexample.com", false),
             ("*.example.com", "*.example.com", false),
+            ("*.example.com", "mail.example.net", false),
             // IDNA: the policy holds A-labels, Exim may hold either form
             ("mx.xn--bcher-kva.example", "mx.bücher.example", true),
             ("*.xn--bcher-kva.example", "MX.XN--BCHER-KVA.EXAMPLE", true),
+            ("*.xn--bcher-kva.example", "mx.xn--bcher-kva.example", true),
             ("mx.xn--bcher-kva.example", "mx.bucher.example", false),
             // garbage hosts match nothing
             ("mx.example.com", "", false),

@@ -257,9 +257,8 @@ fn files_the_tool_creates_as_root_belong_to_the_exim_user() {
     w.sts_domain(&d, "o", &policy("enforce", &[&format!("mx.{d}")], 600));
     let dir = w.scratch("own").join("spool");
     std::fs::create_dir_all(&dir).unwrap();
-    let out = std::process::Command::new("id").args(["-u", "Debian-exim"]).output().unwrap();
-    let uid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    std::os::unix::fs::chown(&dir, Some(uid), Some(uid)).unwrap();
+    let (uid, gid) = exim_ids();
+    std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
     let cfg = config(&dir, "");
     assert_eq!(tool(&cfg, &["prefetch", "-"], &format!("{d}\n")).code, 0);
     for f in ["state.mdb", "state.mdb-lock", "shared.mdb", "shared.mdb-lock"] {

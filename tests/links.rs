@@ -9,14 +9,20 @@
 mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-fn exim_ids() -> (u32, u32) {
-    let id = |flag: &str| {
-        let out = std::process::Command::new("id").args([flag, "Debian-exim"]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap()
-    };
-    (id("-u"), id("-g"))
+/// A spool directory in `scratch` that belongs to the Exim user, as on Debian, and a
+/// configuration with the databases there under their Debian names: (directory, config).
+fn exim_spool(scratch: &Path) -> (PathBuf, PathBuf) {
+    let (uid, gid) = exim_ids();
+    let db = scratch.join("spool");
+    std::fs::create_dir(&db).unwrap();
+    std::os::unix::fs::chown(&db, Some(uid), Some(gid)).unwrap();
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o750)).unwrap();
+    let toml = scratch.join("mta-sts.toml");
+    let conf = format!("database = \"{0}/mta-sts.mdb\"\nstate = \"{0}/mta-sts-state.mdb\"\n", db.display());
+    std::fs::write(&toml, conf).unwrap();
+    (db, toml)
 }
 
 /// A root-owned mode-0600 file with known content, outside the database directory.
@@ -49,16 +55,7 @@ fn root_never_follows_a_link_planted_for_any_database_file() {
             let what =
                 format!("{file} (planted {})", if planted_before_first_use { "first" } else { "later" });
             let scratch = w.scratch(&format!("links-{n}-{planted_before_first_use}"));
-            let db = scratch.join("spool");
-            std::fs::create_dir(&db).unwrap();
-            std::os::unix::fs::chown(&db, Some(uid), Some(gid)).unwrap();
-            std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o750)).unwrap();
-            let toml = scratch.join("mta-sts.toml");
-            std::fs::write(
-                &toml,
-                format!("database = \"{0}/mta-sts.mdb\"\nstate = \"{0}/mta-sts-state.mdb\"\n", db.display()),
-            )
-            .unwrap();
+            let (db, toml) = exim_spool(&scratch);
             let conf = exim_conf(&scratch);
             let target = scratch.join("victim");
             let before = victim(&target);
@@ -124,17 +121,9 @@ fn root_refuses_a_root_owned_directory_that_others_may_write() {
 #[test]
 fn admin_tool_as_root_never_follows_a_planted_link_either() {
     let w = World::get();
-    let (uid, gid) = exim_ids();
+    let (uid, _) = exim_ids();
     let scratch = w.scratch("links-tool");
-    let db = scratch.join("spool");
-    std::fs::create_dir(&db).unwrap();
-    std::os::unix::fs::chown(&db, Some(uid), Some(gid)).unwrap();
-    let toml = scratch.join("mta-sts.toml");
-    std::fs::write(
-        &toml,
-        format!("database = \"{0}/mta-sts.mdb\"\nstate = \"{0}/mta-sts-state.mdb\"\n", db.display()),
-    )
-    .unwrap();
+    let (db, toml) = exim_spool(&scratch);
     let target = scratch.join("victim");
     let before = victim(&target);
     for file in ["mta-sts-state.mdb-lock", "mta-sts.mdb-lock"] {

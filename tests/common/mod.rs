@@ -300,6 +300,15 @@ pub fn be_output(child: std::process::Child) -> (Vec<String>, String) {
     (lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The Exim user's (uid, gid): `Debian-exim`.
+pub fn exim_ids() -> (u32, u32) {
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id").args([flag, "Debian-exim"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse::<u32>().unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
 /// `${dlfunc{LIB}{FUNC}{ARGS...}}`
 pub fn dlfunc(lib: &Path, func: &str, args: &[&str]) -> String {
     let a: String = args.iter().map(|a| format!("{{{a}}}")).collect();
