@@ -1,14 +1,14 @@
 //! What the admin tool (`src/bin/exim-mta-sts/`) knows, gathered with the library's own
 //! code: a live diagnosis of a domain ([`check`]), the cached state ([`EntryInfo`]), and
 //! the cache maintenance operations. No RFC rule is implemented here: the diagnosis runs
-//! [`lookup::refresh`] and [`dane::check`] and records what they saw.
+//! [`decide::sts::refresh`] and [`dane::check`] and records what they saw.
 
 use crate::cache::{Entry, Kind, OwnedEntry, Store};
+use crate::cause::{DnsError, FetchError};
 use crate::config::Config;
-use crate::dns::DnsError;
+use crate::decide::{self, Answer, DaneState, Fetched, Net};
 use crate::engine::LiveNet;
-use crate::fetch::{FetchError, FetchReport, Fetched};
-use crate::lookup::{self, Answer, Net};
+use crate::fetch::FetchReport;
 use crate::policy::{self, Discovery};
 use crate::shared_db::{self, Change};
 use crate::{dane, mx};
@@ -44,6 +44,14 @@ impl Net for Recorder<'_> {
         let (report, r) = self.net.fetch_report(domain);
         self.fetch = Some((report, r.as_ref().err().map(|e| e.reason.clone())));
         r
+    }
+
+    fn dane(&mut self, domain: &str) -> DaneState {
+        self.net.dane(domain)
+    }
+
+    fn take_unsigned_nx(&mut self, domain: &str) -> bool {
+        self.net.take_unsigned_nx(domain)
     }
 }
 
@@ -114,7 +122,7 @@ pub struct CheckReport {
 pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
     let mut net = LiveNet::new(cfg);
     let mut rec = Recorder { net: &mut net, txt: Vec::new(), fetch: None };
-    let mut entry = lookup::refresh(domain, None, now, cfg, &mut rec, false);
+    let mut entry = decide::sts::refresh(domain, None, now, cfg, &mut rec, false);
     let Recorder { txt, fetch, .. } = rec;
     let mut problems = Vec::new();
 
@@ -213,7 +221,7 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
         }
     }
 
-    let answer = lookup::fresh(&entry.view(), cfg);
+    let answer = decide::fresh(&entry.view(), cfg);
     let why = match (&answer, entry.kind) {
         (Answer::Dane { .. }, _) => format!("DANE applies: {}", dane.why),
         (_, Kind::Policy) => format!("policy id {} fetched, mode {}", entry.id, entry.mode.as_str()),
@@ -278,7 +286,7 @@ impl EntryInfo {
             last_used: (e.used > 0).then_some(e.used),
             dane: e.dane,
             dane_until: e.dane_until,
-            getmta_now: lookup::hot(e, now, cfg)
+            getmta_now: decide::hot(e, now, cfg)
                 .map_or_else(|| "(refreshed on the next call)".to_owned(), |a| a.as_str().to_owned()),
             note: some(e.note),
         }

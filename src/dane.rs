@@ -6,25 +6,13 @@
 //! resolver: the same trust Exim's own DANE uses) and that TLSA RRset holds at least one
 //! usable record. The answer is cached for as long as the records' TTLs allow.
 
+use crate::decide::DANE_MAX_TTL as MAX_TTL;
+pub use crate::decide::{DaneState, unsigned};
 use crate::dns::{DnsError, Resolver, Type};
 use hickory_proto::rr::RData;
 
 /// At most this many MX hosts are asked for TLSA records.
 const MAX_MX: usize = 8;
-/// The longest a DANE answer is cached, whatever the TTLs say.
-const MAX_TTL: u64 = 86_400;
-
-/// The outcome of a DANE check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DaneState {
-    pub applies: bool,
-    /// Seconds this answer may be cached.
-    pub ttl: u64,
-    /// Why, in words, for the log and the admin tool.
-    pub why: String,
-    /// A DNSSEC validation failure (bogus signatures) was seen: a problem to report.
-    pub bogus: bool,
-}
 
 /// RFC 7672 §2.2 / §3.1: DANE-TA(2) and DANE-EE(3) are the usable certificate usages for
 /// SMTP (PKIX-TA(0) and PKIX-EE(1) are not); selectors 0-1 and matching types 0-2 are the
@@ -49,19 +37,6 @@ fn diagnose(resolver: &Resolver, name: &str, rtype: Type, e: &DnsError) -> (bool
             ),
         ),
         _ => (false, e.to_string()),
-    }
-}
-
-/// "No DANE" for a domain whose zone is known to be unsigned: it cannot gain DANE before it
-/// is signed, so the answer is kept for `insecure_ttl` (the `negative_ttl`, an hour by
-/// default) rather than an MX TTL (SPEC §8: a domain without MTA-STS or DNSSEC costs at
-/// most one DNS query an hour).
-pub fn unsigned(domain: &str, insecure_ttl: u64, evidence: &str) -> DaneState {
-    DaneState {
-        applies: false,
-        ttl: insecure_ttl.min(MAX_TTL),
-        why: format!("the zone of {domain} is not DNSSEC-signed ({evidence})"),
-        bogus: false,
     }
 }
 

@@ -9,7 +9,6 @@
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,19 +20,7 @@ pub use hickory_proto::rr::RecordType as Type;
 /// Where the resolver configuration lives.
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
-/// A temporary failure: no server gave a usable answer in time (timeout, SERVFAIL,
-/// REFUSED, network error). RFC 8461 §3.3/§5.1: a cached policy stays in force; with
-/// nothing cached the library cannot know the domain's policy and answers `fail`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsError(pub String);
-
-impl fmt::Display for DnsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "temporary DNS failure: {}", self.0)
-    }
-}
-
-impl std::error::Error for DnsError {}
+pub use crate::cause::DnsError;
 
 /// A definite answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +198,8 @@ impl Resolver {
         checking_disabled: bool,
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Answer<T>, DnsError> {
-        let qname = Name::from_ascii(name).map_err(|e| DnsError(format!("bad name {name:?}: {e}")))?;
+        let qname =
+            Name::from_ascii(name).map_err(|e| DnsError::BadName(format!("bad name {name:?}: {e}")))?;
         let response = self.ask(&qname, rtype, checking_disabled)?;
         Ok(answer_of(&response, &qname, rtype, self.trust_ad && !checking_disabled, pick))
     }
@@ -225,14 +213,14 @@ impl Resolver {
             for server in &self.servers {
                 let cutoff = self.remaining();
                 if cutoff.is_some_and(|r| r.is_zero()) {
-                    return Err(DnsError(format!(
+                    return Err(DnsError::Deadline(format!(
                         "{qname} {rtype}: not asked, the lookup's overall deadline has passed"
                     )));
                 }
                 let left = self.deadline.saturating_sub(start.elapsed());
                 let left = cutoff.map_or(left, |r| r.min(left));
                 if left.is_zero() {
-                    return Err(DnsError(format!(
+                    return Err(DnsError::NoAnswer(format!(
                         "{qname} {rtype}: no answer within {:?} ({last})",
                         self.deadline
                     )));
@@ -246,7 +234,7 @@ impl Resolver {
                 }
             }
         }
-        Err(DnsError(format!("{qname} {rtype}: {last}")))
+        Err(DnsError::NoAnswer(format!("{qname} {rtype}: {last}")))
     }
 
     fn ask_server(

@@ -1,14 +1,15 @@
-//! The cold path (RFC 8461 §5.1, SPEC §3-§5), shared by the library inside Exim and the
-//! admin tool: a fetch lease so that concurrent processes asking for the same domain cause
-//! one fetch, [`lookup::refresh`] for MTA-STS, [`dane::check`] once the DANE answer is
-//! stale, the store updated, and the shared database brought up to date when a policy
-//! was stored, changed or dropped.
+//! The store side of a cold-path run (SPEC §3, §9), in the helper and the admin tool: a
+//! fetch lease so that concurrent processes asking for the same domain cause one fetch,
+//! the decision ([`decide::cold`]) over the live network ([`LiveNet`]) within one deadline,
+//! the store updated, and the shared database brought up to date when a policy was
+//! stored, changed or dropped.
 
 use crate::cache::{Entry, Kind, OwnedEntry, Store};
+use crate::cause::{DnsError, FetchError};
 use crate::config::Config;
-use crate::dns::{self, DnsError};
-use crate::fetch::{FetchError, FetchOptions, FetchReport, Fetched, Fetcher};
-use crate::lookup::{self, Net};
+use crate::decide::{self, DaneState, Fetched, Net, Why};
+use crate::dns;
+use crate::fetch::{FetchOptions, FetchReport, Fetcher};
 use crate::shared_db::{self, Change, SharedPolicy};
 use crate::{dane, log};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ pub struct LiveNet {
     resolver: dns::Resolver,
     fetcher: Option<Fetcher>,
     opts: FetchOptions,
+    /// `dane_min_ttl` and `negative_ttl` (see [`dane::check`]).
+    dane_ttls: (u64, u64),
     /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
     /// [`LiveNet::take_unsigned_nx`]).
     unsigned_nx: Option<String>,
@@ -33,18 +36,9 @@ impl LiveNet {
                 max_size: cfg.max_policy_size,
                 require_text_plain: cfg.require_text_plain,
             },
+            dane_ttls: (cfg.dane_min_ttl, cfg.negative_ttl),
             unsigned_nx: None,
         }
-    }
-
-    /// Did the last TXT query ask for `_mta-sts.DOMAIN` and get an NXDOMAIN that the
-    /// validating resolver did not authenticate, without a CNAME on the way? Then the zone
-    /// that holds DOMAIN (and its MX records) is unsigned: under DNSSEC a signed zone's
-    /// denial is authenticated, and a name inside a zone cannot be NXDOMAIN in a child
-    /// zone. Forgotten once asked.
-    pub fn take_unsigned_nx(&mut self, domain: &str) -> bool {
-        let name = self.unsigned_nx.take();
-        name.is_some_and(|n| n.strip_prefix("_mta-sts.") == Some(domain))
     }
 
     pub fn resolver(&self) -> &dns::Resolver {
@@ -72,27 +66,27 @@ impl Net for LiveNet {
     fn fetch(&mut self, domain: &str) -> Result<Fetched, FetchError> {
         self.fetch_report(domain).1
     }
+
+    fn dane(&mut self, domain: &str) -> DaneState {
+        dane::check(&self.resolver, domain, self.dane_ttls.0, self.dane_ttls.1)
+    }
+
+    /// A name inside a signed zone cannot be an unauthenticated NXDOMAIN, nor NXDOMAIN in
+    /// a child zone: so the zone holding DOMAIN (and its MX records) is unsigned.
+    fn take_unsigned_nx(&mut self, domain: &str) -> bool {
+        let name = self.unsigned_nx.take();
+        name.is_some_and(|n| n.strip_prefix("_mta-sts.") == Some(domain))
+    }
 }
 
 /// How the shared database is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SharedWrites {
-    /// From a short-lived child process (inside Exim, whose `lmdb` lookup may have the
-    /// file open: SPEC §3).
-    FromChild,
-    /// Directly (the admin tool).
+    /// From a short-lived child process (the helper, single-threaded: a SIGBUS from a full
+    /// disk under LMDB's map then costs the child, not the answer).
+    InChild,
+    /// Directly (the admin tool, whose refresh runs threads: no `fork` there).
     Direct,
-}
-
-/// Why the cold path runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
-    /// Exim asked (marks the domain as used).
-    Use,
-    /// The admin tool's `prefetch` (marks the domain as used).
-    Prefetch,
-    /// The admin tool's proactive `refresh` (does not mark it used).
-    Refresh,
 }
 
 /// How [`Engine::begin`] went.
@@ -160,7 +154,7 @@ impl Engine<'_> {
     fn reread(&mut self, domain: &str, cached: Option<OwnedEntry>, now: u64) -> Begin {
         let cfg = self.cfg;
         let now_stored =
-            self.store.read(domain, |e| e.map(|e| (lookup::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
+            self.store.read(domain, |e| e.map(|e| (decide::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
         match now_stored {
             Ok(Some((true, fresh))) => {
                 let _ = self.store.release_lease(domain);
@@ -194,8 +188,8 @@ impl Engine<'_> {
     }
 }
 
-/// The cold path proper: the MTA-STS state refreshed unless still fresh, and the DANE
-/// answer re-checked once stale (SPEC §5).
+/// The cold path proper ([`decide::cold`]) over the live network, within one deadline for
+/// everything it asks the network (the guard lifts it when the cold path ends).
 pub fn cold(
     domain: &str,
     cached: Option<&OwnedEntry>,
@@ -204,52 +198,13 @@ pub fn cold(
     net: &mut LiveNet,
     why: Why,
 ) -> OwnedEntry {
-    // One deadline for everything this cold path asks the network (issue 8 item 4); the
-    // guard lifts it when the cold path ends.
     let _deadline = net.resolver.cutoff_until(Instant::now() + Duration::from_secs(cfg.cold_deadline));
-    let proactive = why == Why::Refresh;
-    // Only a TXT answer of this run counts as evidence for the DANE check below.
-    net.unsigned_nx = None;
-    let mut entry = match cached.filter(|c| !proactive && lookup::sts_hot(&c.view(), now, cfg).is_some()) {
-        Some(c) => c.clone(),
-        None => lookup::refresh(domain, cached.map(Entry::view).as_ref(), now, cfg, net, proactive),
-    };
-    entry.used = match why {
-        Why::Use | Why::Prefetch => now,
-        Why::Refresh => cached.map_or(0, |c| c.used),
-    };
-    if !cfg.dane {
-        return entry;
-    }
-    match cached.filter(|c| now < c.dane_until) {
-        Some(c) => (entry.dane, entry.dane_until) = (c.dane, c.dane_until),
-        None => {
-            let st = if net.take_unsigned_nx(domain) {
-                // SPEC §8: no MX query for a domain whose zone the TXT answer showed unsigned.
-                dane::unsigned(domain, cfg.negative_ttl, "its _mta-sts answer is an unsigned NXDOMAIN")
-            } else {
-                dane::check(net.resolver(), domain, cfg.dane_min_ttl, cfg.negative_ttl)
-            };
-            let was = cached.is_some_and(|c| c.dane);
-            if st.applies && !was {
-                log::info(&format!("domain={domain} answer=dane: {}", st.why));
-            } else if was && !st.applies {
-                log::info(&format!("domain={domain}: DANE no longer applies ({}); MTA-STS applies", st.why));
-            } else if !st.applies && st.bogus {
-                log::warn(&format!("domain={domain} not dane: {}", st.why));
-            } else {
-                log::debug(|| format!("domain={domain} dane={}: {}", st.applies, st.why));
-            }
-            entry.dane = st.applies;
-            entry.dane_until = now.saturating_add(st.ttl);
-        }
-    }
-    entry
+    decide::cold(domain, cached, now, cfg, net, why)
 }
 
 /// The lease outlives a whole cold path: its network deadline, then the store write and
-/// the shared-database child (whose own deadline is 10 s), with a margin.
-fn lease_time(cfg: &Config) -> u64 {
+/// the shared-database update, with a margin.
+pub fn lease_time(cfg: &Config) -> u64 {
     cfg.cold_deadline.saturating_add(15)
 }
 
@@ -261,7 +216,7 @@ fn wait_for_other(store: &mut Store, domain: &str, cfg: &Config) -> Option<Owned
         std::thread::sleep(Duration::from_millis(20));
         let now = crate::clock::now();
         let fresh = store
-            .read(domain, |e| e.filter(|e| lookup::hot(e, now, cfg).is_some()).map(|e| e.to_owned_entry()))
+            .read(domain, |e| e.filter(|e| decide::hot(e, now, cfg).is_some()).map(|e| e.to_owned_entry()))
             .ok()
             .flatten();
         if fresh.is_some() {
@@ -319,17 +274,17 @@ fn sync_shared(
 }
 
 /// Without a usable state store nothing is known of what the shared database holds, so
-/// each cold-path answer is written to it (a child process per call: cheap next to the
-/// DNS and HTTPS lookups that every call then makes).
-pub fn sync_shared_without_store(cfg: &Config, domain: &str, new: &OwnedEntry) {
+/// each cold-path answer is written to it (cheap next to the DNS and HTTPS lookups that
+/// every call then makes).
+pub fn sync_shared_without_store(cfg: &Config, how: SharedWrites, domain: &str, new: &OwnedEntry) {
     if let Some(change) = shared_change(None, new, true) {
-        let _ = write_shared(cfg, SharedWrites::FromChild, domain, &change);
+        let _ = write_shared(cfg, how, domain, &change);
     }
 }
 
 fn write_shared(cfg: &Config, how: SharedWrites, domain: &str, change: &Change) -> Result<(), ()> {
     let done = match how {
-        SharedWrites::FromChild => shared_db::update_in_child(&cfg.database, domain, change),
+        SharedWrites::InChild => shared_db::update_in_child(&cfg.database, domain, change),
         SharedWrites::Direct => shared_db::apply(&cfg.database, domain, change),
     };
     done.map_err(|e| {

@@ -8,9 +8,10 @@
 //! `getaddrinfo` would make Exim's next `fork()` unsafe. No connection is pooled, so
 //! nothing is shared with a forked child.
 
+use crate::cause::{FetchError, FetchFailure};
+use crate::decide::Fetched;
 use crate::dns;
-use crate::policy::{self, ParseError, Policy};
-use std::fmt;
+use crate::policy::{self, ParseError};
 use std::net::SocketAddr;
 use std::time::Duration;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
@@ -24,44 +25,7 @@ pub struct FetchOptions {
     pub require_text_plain: bool,
 }
 
-/// A fetched and parsed policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fetched {
-    /// The body as served (kept for TLSRPT's `policy-string`, RFC 8460 §4.5).
-    pub text: String,
-    pub policy: Policy,
-}
-
-/// Which TLSRPT failure (RFC 8460 §4.3.2.2) a fetch error is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// `sts-policy-fetch-error`: host unreachable, timeout, non-200, redirect, too big.
-    FetchError,
-    /// `sts-webpki-invalid`: the policy host's certificate failed PKIX validation.
-    WebPkiInvalid,
-    /// `sts-policy-invalid`: the body is not a valid policy.
-    PolicyInvalid,
-}
-
-/// Why no policy was obtained. In every case RFC 8461 §3.3 requires the same next step:
-/// keep an unexpired cached policy if there is one, else deliver as though the domain had
-/// no MTA-STS (or `fail`, with `fetch_failure = "fail"`), and do not retry this `id`
-/// for five minutes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchError {
-    pub kind: FailureKind,
-    pub reason: String,
-}
-
-impl fmt::Display for FetchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
-    }
-}
-
-impl std::error::Error for FetchError {}
-
-fn fail(kind: FailureKind, reason: impl Into<String>) -> FetchError {
+fn fail(kind: FetchFailure, reason: impl Into<String>) -> FetchError {
     FetchError { kind, reason: reason.into() }
 }
 
@@ -146,7 +110,7 @@ impl Fetcher {
         let timeout = self.resolver.remaining().map_or(self.opts.timeout, |r| r.min(self.opts.timeout));
         if timeout.is_zero() {
             return Err(fail(
-                FailureKind::FetchError,
+                FetchFailure::Timeout,
                 format!("{url}: not fetched, the lookup's overall deadline has passed"),
             ));
         }
@@ -164,12 +128,12 @@ impl Fetcher {
         // code is 200 (OK). HTTP 3xx redirects MUST NOT be followed".
         if status != 200 {
             let what = if (300..400).contains(&status) { " (redirects are not followed)" } else { "" };
-            return Err(fail(FailureKind::FetchError, format!("{url}: HTTP status {status}{what}")));
+            return Err(fail(FetchFailure::Status, format!("{url}: HTTP status {status}{what}")));
         }
         // RFC 8461 §3.2 SHOULD; RFC.md A-01: media type text/plain, parameters ignored.
         if self.opts.require_text_plain && !is_text_plain(&ctype) {
             return Err(fail(
-                FailureKind::FetchError,
+                FetchFailure::ContentType,
                 format!("{url}: Content-Type {ctype:?} is not text/plain"),
             ));
         }
@@ -203,7 +167,7 @@ pub struct FetchReport {
 }
 
 fn invalid(url: &str, e: &ParseError) -> FetchError {
-    fail(FailureKind::PolicyInvalid, format!("{url}: invalid policy: {e}"))
+    fail(FetchFailure::Invalid, format!("{url}: invalid policy: {e}"))
 }
 
 fn is_text_plain(ctype: &str) -> bool {
@@ -211,20 +175,21 @@ fn is_text_plain(ctype: &str) -> bool {
     media.eq_ignore_ascii_case("text/plain")
 }
 
-/// Sorts a ureq error into a TLSRPT failure kind with a readable reason.
+/// Sorts a ureq error into a typed fetch failure with a readable reason.
 fn classify(url: &str, e: ureq::Error) -> FetchError {
     if let Some(problem) = certificate_problem(&e) {
-        return fail(FailureKind::WebPkiInvalid, format!("{url}: {problem}"));
+        return fail(FetchFailure::Certificate, format!("{url}: {problem}"));
     }
-    let reason = match &e {
+    match &e {
         ureq::Error::BodyExceedsLimit(n) => {
-            format!("{url}: policy larger than {} bytes", n.saturating_sub(1))
+            fail(FetchFailure::TooLarge, format!("{url}: policy larger than {} bytes", n.saturating_sub(1)))
         }
-        ureq::Error::Timeout(t) => format!("{url}: timed out ({t})"),
-        ureq::Error::HostNotFound => format!("{url}: policy host not found in DNS"),
-        other => format!("{url}: {other}"),
-    };
-    fail(FailureKind::FetchError, reason)
+        ureq::Error::Timeout(t) => fail(FetchFailure::Timeout, format!("{url}: timed out ({t})")),
+        ureq::Error::HostNotFound => {
+            fail(FetchFailure::HostNotFound, format!("{url}: policy host not found in DNS"))
+        }
+        other => fail(FetchFailure::Transport, format!("{url}: {other}")),
+    }
 }
 
 /// The policy host's certificate failed PKIX validation (RFC 8461 §3.3): rustls' words

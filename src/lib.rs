@@ -1,39 +1,25 @@
-//! exim-mta-sts: MTA-STS (RFC 8461) for Exim.
+//! exim-mta-sts, the tool: the `exim-mta-sts` binary's library. It holds everything that
+//! talks to the network, which never runs inside Exim (SPEC §9): the binary is the admin
+//! tool and the helper that `libexim_mta_sts.so` (package `lib/`) starts for the cold path.
+//! What both share (store, entry, decision, config, parsers) is `mta_sts_core`, re-exported
+//! here under the same module names.
 //!
-//! A shared library that Exim loads with `${dlfunc}` (see `include/exim_mta_sts.h` and
-//! SPEC §2), answering `getmta` and `getmx` from an LMDB policy cache, and keeping a
-//! second LMDB file that Exim's own `lmdb` lookup reads. The same crate builds the admin
-//! tool `exim-mta-sts`.
-//!
-//! Modules, from the C edge inwards:
-//! - [`ffi`]: the only C boundary (argument handling, panic guard, return codes);
-//! - [`process`]: per-process state and the hot path; [`engine`]: the cold path, fetch
-//!   leases, shared-database updates (also used by the admin tool);
-//! - [`lookup`]: the RFC 8461 §5.1 decision from cache, clock, DNS and fetch;
-//! - [`policy`], [`mx`], [`domain`]: pure parsers and matching;
-//! - [`dns`], [`fetch`], [`dane`]: the network (system resolver, HTTPS, DANE check);
-//! - [`cache`], [`shared_db`], [`lmdbfile`]: the two LMDB files;
-//! - [`config`], [`log`], [`sys`]: configuration, logging, calls into C;
+//! Modules:
+//! - [`engine`]: the store side of a cold-path run (fetch lease, store, shared database),
+//!   around [`decide::cold`];
+//! - [`dns`], [`fetch`], [`dane`]: the network (system resolver, HTTPS, DANE check), put
+//!   together as [`engine::LiveNet`];
+//! - [`shared_db`], [`reseed`]: the shared database Exim's `lmdb` lookup reads;
 //! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts/`) reports and maintains.
-#![deny(unsafe_code)]
+
+pub use mta_sts_core::{
+    account, cache, cause, clock, config, decide, domain, entry, lmdbfile, log, mx, policy, sys,
+};
 
 pub mod admin;
-pub mod cache;
-pub mod clock;
-pub mod config;
 pub mod dane;
 pub mod dns;
-pub mod domain;
 pub mod engine;
-pub mod entry;
 pub mod fetch;
-pub mod ffi;
-pub mod lmdbfile;
-pub mod log;
-pub mod lookup;
-pub mod mx;
-pub mod policy;
-pub mod process;
 pub mod reseed;
 pub mod shared_db;
-pub mod sys;

@@ -9,12 +9,10 @@
 //! entry another process stored meanwhile.
 
 use crate::cache::{CacheError, Kind, OwnedEntry, Store};
-use crate::engine::SharedWrites;
 use crate::policy::Mode;
-use crate::{log, shared_db, sys};
+use crate::{log, shared_db};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 /// The entries to seed from the shared database's keys, by domain: unexpired policies with
 /// a valid mode. Each is marked as never checked and never fetched, so that the first call
@@ -57,35 +55,29 @@ fn plant(store: &mut Store, seeds: &[(String, OwnedEntry)]) -> Result<usize, Str
     Ok(n)
 }
 
-fn seed_now(state: &Path, database: &Path, store: Option<&mut Store>, now: u64) -> Result<usize, String> {
+fn seed_now(database: &Path, store: &mut Store, now: u64) -> Result<usize, String> {
     let shared = shared_db::read_all(database)?;
-    let seeds = seeds(&shared, now);
-    if seeds.is_empty() {
-        return Ok(0);
-    }
-    match store {
-        Some(store) => plant(store, &seeds),
-        None => plant(&mut Store::open(state).map_err(|e| e.to_string())?, &seeds),
-    }
+    plant(store, &seeds(&shared, now))
 }
 
 /// Opens the state store at `state` and, when it is new (missing or just rebuilt), seeds
-/// it from the shared database at `database`: the one way the library and the admin tool
-/// open their store. Inside Exim (`FromChild`), whose own `lmdb` lookup may have the shared
-/// database open, the seeding is done by a short-lived child process (SPEC §3), waited for.
-pub fn open_store(state: &Path, database: &Path, how: SharedWrites) -> Result<Store, CacheError> {
+/// it from the shared database at `database`: the one way the helper and the admin tool
+/// open their store (the library inside Exim never opens the shared database: SPEC §3).
+pub fn open_store(state: &Path, database: &Path) -> Result<Store, CacheError> {
     let mut store = Store::open(state)?;
     if store.is_new {
-        reseed(&mut store, state, database, how, crate::clock::now());
+        reseed(&mut store, state, database, crate::clock::now());
     }
     Ok(store)
 }
 
-fn reseed(store: &mut Store, state: &Path, database: &Path, how: SharedWrites, now: u64) {
+/// Seeds an existing, new store (`exim-mta-sts helper --seed`, run by the library when it
+/// found the store missing and created it).
+pub fn reseed(store: &mut Store, state: &Path, database: &Path, now: u64) {
     if !database.exists() {
         return;
     }
-    let report = |r: Result<usize, String>| match r {
+    match seed_now(database, store, now) {
         Ok(0) => {}
         Ok(n) => log::alert(&format!(
             "state store {} is new: {n} unexpired policies re-seeded from the shared database {}",
@@ -97,18 +89,6 @@ fn reseed(store: &mut Store, state: &Path, database: &Path, how: SharedWrites, n
             state.display(),
             database.display()
         )),
-    };
-    match how {
-        SharedWrites::Direct => report(seed_now(state, database, Some(store), now)),
-        SharedWrites::FromChild => {
-            let child = sys::run_in_child(Duration::from_secs(10), || {
-                report(seed_now(state, database, None, now));
-                0
-            });
-            if let Err(e) = child {
-                log::alert(&format!("cannot fork to re-seed {}: {e}", state.display()));
-            }
-        }
     }
 }
 

@@ -37,10 +37,6 @@ pub enum Change {
     Drop,
 }
 
-/// How long a child may take before it is killed: LMDB writes are milliseconds, but a
-/// writer can wait for another's write lock.
-const CHILD_DEADLINE: Duration = Duration::from_secs(10);
-
 fn open(path: &Path) -> Result<lmdb::Environment, OpenError> {
     lmdbfile::open(path, EnvironmentFlags::empty(), |_| Ok(())).map(|(env, _)| env)
 }
@@ -93,7 +89,8 @@ fn del(txn: &mut lmdb::RwTransaction<'_>, db: lmdb::Database, key: &str) -> Resu
     }
 }
 
-/// Applies `change` from a forked child and waits for it (inside Exim).
+/// Applies `change` from a forked child and waits for it (the helper: a full disk can make
+/// LMDB's mapped file raise SIGBUS, which must cost only the child, never the answer).
 pub fn update_in_child(path: &Path, domain: &str, change: &Change) -> Result<(), String> {
     let end = sys::run_in_child(CHILD_DEADLINE, || match apply(path, domain, change) {
         Ok(()) => 0,
@@ -112,6 +109,9 @@ pub fn update_in_child(path: &Path, domain: &str, change: &Change) -> Result<(),
         ChildEnd::TimedOut => Err(format!("updating {} took longer than {CHILD_DEADLINE:?}", path.display())),
     }
 }
+
+/// How long a child updating the shared database may take.
+const CHILD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Reads every key, with the trailing NUL stripped (for the admin tool and tests).
 pub fn read_all(path: &Path) -> Result<BTreeMap<String, String>, String> {

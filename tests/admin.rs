@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
-use exim_mta_sts::cache::{Kind, OwnedEntry, Store};
-use exim_mta_sts::policy::Mode;
+use exim_mta_sts_tool::cache::{Kind, OwnedEntry, Store};
+use exim_mta_sts_tool::policy::Mode;
 use std::path::Path;
 
 struct Run {
@@ -183,7 +183,7 @@ fn refresh_fetches_recently_used_policies_and_keeps_them_when_it_fails() {
     let r = tool(&cfg, &["prefetch", "-"], &format!("{changed}\n{broken}\n{busy}\n"));
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     // A policy not used for 40 days (written as the library would have).
-    let now = exim_mta_sts::process::now();
+    let now = exim_mta_sts_tool::clock::now();
     let mut old = OwnedEntry::bare(Kind::Policy, now + 86400, now - 40 * 86400);
     (old.mode, old.id, old.mx, old.fetched, old.used) =
         (Mode::Enforce, "r1".into(), format!("mx.{idle}"), now - 40 * 86400, now - 40 * 86400);

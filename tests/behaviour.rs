@@ -28,7 +28,7 @@ fn enforce_policy_is_fetched_and_answers_all_three_calls() {
     assert_eq!(db[&format!("{d}:mx")], format!("mx1.{d}:*.backup.{d}"));
     assert_eq!(db[&format!("{d}:id")], "id1");
     let expire: u64 = db[&format!("{d}:expire")].parse().unwrap();
-    let now = exim_mta_sts::process::now();
+    let now = exim_mta_sts_tool::clock::now();
     assert!((now + 86400 - 5..=now + 86400).contains(&expire), "expire {expire} now {now}");
     assert!(!db.contains_key(&format!("{d}:report")), "no TLSRPT record, no report key");
 }
@@ -325,7 +325,7 @@ fn max_age_above_the_limit_is_clamped() {
     let lib = lib_with(&config(&dir, ""));
     assert_eq!(lib.getmta(&[&d]), "enforce");
     let expire: u64 = shared(&dir)[&format!("{d}:expire")].parse().unwrap();
-    assert!(expire <= exim_mta_sts::process::now() + 31_557_600);
+    assert!(expire <= exim_mta_sts_tool::clock::now() + 31_557_600);
 }
 
 #[test]

@@ -164,7 +164,9 @@ fn policy_fetch_failure_delivers_as_none_by_default_and_defers_with_fetch_failur
     let log = tx.send(&format!("bob@{d}"));
     assert!(delivered(&log, "dnslookup", &rx.name), "{log}");
     assert!(
-        tx.log().contains(&format!("domain={d} answer=none: policy fetch for id=1 failed")),
+        tx.log().contains(&format!(
+            "domain={d} answer=none result=sts-policy-fetch-error: policy fetch refused (HTTP status): id=1: "
+        )),
         "{}",
         tx.log()
     );
@@ -204,16 +206,17 @@ fn temporary_dns_failure_or_broken_config_defers_and_sends_nothing() {
     let log = broken.send(&format!("bob@{e}"));
     assert!(log.contains(&format!("== bob@{e} R=mtasts_fail defer (-1)")), "{log}");
     assert!(
-        broken
-            .log()
-            .contains(&format!("mta-sts: configuration file {}: TOML parse error", broken.toml.display())),
+        broken.log().contains(&format!(
+            "configuration unusable: configuration file {}: TOML parse error",
+            broken.toml.display()
+        )),
         "{}",
         broken.log()
     );
     // An administrator must fix it: it is in the panic log too.
     let paniclog = std::fs::read_to_string(broken.dir.join("log/paniclog")).unwrap_or_default();
     assert!(
-        paniclog.contains(&format!("mta-sts: configuration file {}: ", broken.toml.display())),
+        paniclog.contains(&format!("configuration unusable: configuration file {}: ", broken.toml.display())),
         "{paniclog}"
     );
     assert_eq!((rx.connections(), rx.received()), (0, 0), "nothing sent");
@@ -286,7 +289,7 @@ fn databases_created_by_root_stay_writable_by_the_exim_user() {
         tx.log()
     );
     assert!(!tx.log().contains("cannot") && !tx.log().contains("unusable"), "{}", tx.log());
-    let shared = exim_mta_sts::shared_db::read_all(&db.join("mta-sts.mdb")).unwrap();
+    let shared = exim_mta_sts_tool::shared_db::read_all(&db.join("mta-sts.mdb")).unwrap();
     assert_eq!(shared[&format!("{second}:mode")], "enforce");
 }
 

@@ -3,9 +3,9 @@
 //! snippets tell administrators to `.include` are each compared with what the code does.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use exim_mta_sts::config::Config;
-use exim_mta_sts::lookup::Answer;
-use exim_mta_sts::policy::Mode;
+use exim_mta_sts_tool::config::Config;
+use exim_mta_sts_tool::decide::Answer;
+use exim_mta_sts_tool::policy::Mode;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -93,7 +93,7 @@ fn readme_config_table_matches_the_code_keys_and_defaults() {
 #[test]
 fn readme_schema_key_is_the_code_schema() {
     let readme = read("README.md");
-    let schema = std::str::from_utf8(exim_mta_sts::cache::SCHEMA).unwrap();
+    let schema = std::str::from_utf8(exim_mta_sts_tool::cache::SCHEMA).unwrap();
     assert!(
         readme.contains(&format!("`!schema` = `{schema}`")),
         "README must give the schema key {schema:?}"

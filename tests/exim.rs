@@ -106,9 +106,9 @@ fn broken_configuration_answers_fail_and_says_why() {
     let (out, err) = exim_be(&debian_exim(), &exim_conf(&dir), &cfg, &e);
     assert_eq!(out, "fail|0|[]", "{err}");
     let line = format!(
-        "mta-sts: configuration file {}: TOML parse error at line 1, column 17: \
-         `fetch_failure = \"sometimes\"`: unknown variant `sometimes`, expected `none` or `fail`; \
-         answering fail until it is fixed",
+        "mta-sts: answer=fail: configuration unusable: configuration file {}: TOML parse error at line 1, \
+         column 17: `fetch_failure = \"sometimes\"`: unknown variant `sometimes`, expected `none` or `fail`; \
+         until it is fixed",
         cfg.display()
     );
     assert!(err.contains(&line), "{err}");
@@ -174,6 +174,11 @@ fn garbage_state_database_is_moved_aside_and_rebuilt() {
         b"this is not an LMDB file at all, but it is long enough to look like one?".repeat(200),
     )
     .unwrap();
+    // Damaged files of the Exim user's, as in a real spool directory.
+    let (uid, gid) = exim_ids();
+    for f in ["state.mdb", "shared.mdb"] {
+        std::os::unix::fs::chown(dir.join(f), Some(uid), Some(gid)).unwrap();
+    }
     let e = format!("{}|{}", dlfunc(&lib_path(), "getmta", &[&d]), dlfunc(&lib_path(), "getmx", &[&d]));
     let (out, err) = exim_be(&debian_exim(), &exim_conf(&dir), &cfg, &e);
     assert_eq!(out, format!("enforce|mx.{d}"), "{err}");
@@ -200,7 +205,8 @@ fn unusable_database_paths_still_give_correct_answers() {
     let cfg = dir.join("mta-sts.toml");
     std::fs::write(
         &cfg,
-        "database = \"/nonexistent/dir/shared.mdb\"\nstate = \"/nonexistent/dir/state.mdb\"\n",
+        // No directory to take the helper's user from: it is named.
+        "database = \"/nonexistent/dir/shared.mdb\"\nstate = \"/nonexistent/dir/state.mdb\"\nuser = \"Debian-exim\"\n",
     )
     .unwrap();
     let e = format!(
@@ -272,9 +278,15 @@ fn shipped_exim_config_parses_in_both_exims() {
 fn small_disk(dir: &Path, size: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let st = std::process::Command::new("mount")
-        // mode=0755: a tmpfs root is 1777 by default, and root refuses to open databases
-        // in a root-owned directory that others may write.
-        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+        // The Exim user's, as a spool directory is (a tmpfs root is root's, mode 1777, by
+        // default).
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755,uid={},gid={}", exim_ids().0, exim_ids().1),
+            "tmpfs",
+        ])
         .arg(dir)
         .status()
         .unwrap();

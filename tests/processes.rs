@@ -2,6 +2,8 @@
 //! at once, writers while Exim's own `lmdb` lookup reads, a C program built against the
 //! header, and silence on stdout/stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+// Forks, waits and redirects descriptors through libc, as Exim does.
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 mod common;
 use common::*;

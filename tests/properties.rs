@@ -4,8 +4,8 @@
 //! table of §4.1 cases is `mx::tests::pattern_table`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
-use exim_mta_sts::mx::pattern_matches;
-use exim_mta_sts::policy::{self, Discovery, MAX_AGE_LIMIT, Mode};
+use exim_mta_sts_tool::mx::pattern_matches;
+use exim_mta_sts_tool::policy::{self, Discovery, MAX_AGE_LIMIT, Mode};
 use proptest::prelude::*;
 
 /// `Let-dig [ [ Ldh-str ] Let-dig ]`, lower case (RFC 5321 sub-domain), short.

@@ -60,7 +60,7 @@ fn sixty_exims_asking_for_twenty_new_domains_fetch_each_once() {
         assert!(lines.iter().all(|l| l == "enforce/enforce" || l == "enforce/missing"), "{lines:?} {err}");
         assert!(lines[0] == "enforce/enforce", "the first lookup opens after the first call: {lines:?}");
     }
-    let shared = exim_mta_sts::shared_db::read_all(&db).unwrap();
+    let shared = exim_mta_sts_tool::shared_db::read_all(&db).unwrap();
     assert!(domains.iter().all(|d| shared[&format!("{d}:mode")] == "enforce"), "{shared:?}");
     let fetches: Vec<usize> = domains.iter().map(|d| w.requests(d)).collect();
     assert!(fetches.iter().all(|&n| n == 1), "fetches per domain: {fetches:?}");

@@ -1,6 +1,6 @@
 //! The configuration file (SPEC §6), as bytes on disk.
 #![no_main]
-use exim_mta_sts::config::Config;
+use exim_mta_sts_tool::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! A DNS response from the wire for one question: truncation, compression loops, wrong
 //! ids, other questions, CNAME chains. The first byte picks the asked type.
 #![no_main]
-use exim_mta_sts::dns;
+use exim_mta_sts_tool::dns;
 use hickory_proto::rr::{Name, RData, RecordType};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,6 +1,6 @@
 //! Domain normalisation (IDNA, trailing dots, literals, lengths), as bytes from Exim.
 #![no_main]
-use exim_mta_sts::domain::{self, Invalid, MAX_LEN};
+use exim_mta_sts_tool::domain::{self, Invalid, MAX_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

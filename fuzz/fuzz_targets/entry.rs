@@ -1,6 +1,6 @@
 //! The store's entry decoder on arbitrary bytes (a store file other processes write).
 #![no_main]
-use exim_mta_sts::cache::Entry;
+use exim_mta_sts_tool::cache::Entry;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! MX host matching (RFC 8461 §4.1): `pattern NUL host`, checked against a reference
 //! written from the RFC's words, on normalised names.
 #![no_main]
-use exim_mta_sts::{domain, mx};
+use exim_mta_sts_tool::{domain, mx};
 use libfuzzer_sys::fuzz_target;
 
 /// RFC 8461 §4.1: a pattern matches its own name; `*.parent` matches a name made of one

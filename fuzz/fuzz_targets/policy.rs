@@ -1,6 +1,6 @@
 //! The policy body (RFC 8461 §3.2), as bytes from the policy host.
 #![no_main]
-use exim_mta_sts::policy::{self, MAX_AGE_LIMIT, Mode};
+use exim_mta_sts_tool::policy::{self, MAX_AGE_LIMIT, Mode};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! The `_mta-sts` TXT RRset (RFC 8461 §3.1): records separated by NUL in the input.
 #![no_main]
-use exim_mta_sts::policy::{self, Discovery};
+use exim_mta_sts_tool::policy::{self, Discovery};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

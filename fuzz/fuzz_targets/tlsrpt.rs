@@ -1,6 +1,6 @@
 //! The `_smtp._tls` TXT RRset (RFC 8460 §3): records separated by NUL in the input.
 #![no_main]
-use exim_mta_sts::policy;
+use exim_mta_sts_tool::policy;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: the private test world (scripts/in-world),
 //! the built library loaded with `dlopen` and called as Exim calls it, and real Exims.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+// Loads the library with dlopen and calls it through its C signature.
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::{CStr, CString, c_int, c_uchar, c_void};
 use std::path::{Path, PathBuf};
@@ -72,10 +74,14 @@ impl World {
         self.serve_policy(domain, policy, "");
     }
 
-    /// A fresh directory for one test's databases and configuration.
+    /// A fresh directory for one test's databases and configuration, owned by the Exim
+    /// user as `/var/spool/exim4` is: the helper that the library (running as root in the
+    /// tests) starts runs as that owner (SPEC §9).
     pub fn scratch(&self, tag: &str) -> PathBuf {
         let d = self.dir.join("scratch").join(format!("{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
+        let (uid, gid) = exim_ids();
+        std::os::unix::fs::chown(&d, Some(uid), Some(gid)).unwrap();
         d
     }
 }
@@ -196,7 +202,7 @@ pub fn lib_with(config: &Path) -> Lib {
 
 /// Reads the shared database with Debian's `mdb_dump`-free reader of the crate.
 pub fn shared(dir: &Path) -> std::collections::BTreeMap<String, String> {
-    exim_mta_sts::shared_db::read_all(&dir.join("shared.mdb")).unwrap_or_default()
+    exim_mta_sts_tool::shared_db::read_all(&dir.join("shared.mdb")).unwrap_or_default()
 }
 
 /// A minimal Exim configuration for `-be` runs, with its logs in `dir`.

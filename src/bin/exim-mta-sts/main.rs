@@ -1,17 +1,19 @@
 //! exim-mta-sts: diagnose domains and inspect, refresh and purge the MTA-STS policy cache
 //! that libexim_mta_sts.so keeps for Exim. Everything goes through the library's own code
-//! (`exim_mta_sts::admin`, `engine`, `lookup`); this file parses arguments and prints.
+//! (`exim_mta_sts_tool::admin`, `engine`, `lookup`); this file parses arguments and prints.
 
 use clap::{Parser, Subcommand};
-use exim_mta_sts::admin::{self, CheckReport, EntryInfo};
-use exim_mta_sts::cache::Store;
-use exim_mta_sts::config::Config;
-use exim_mta_sts::engine::{Engine, LiveNet, SharedWrites, Why};
-use exim_mta_sts::{domain, log, lookup, process};
+use exim_mta_sts_tool::admin::{self, CheckReport, EntryInfo};
+use exim_mta_sts_tool::cache::Store;
+use exim_mta_sts_tool::config::Config;
+use exim_mta_sts_tool::decide::{self, Why};
+use exim_mta_sts_tool::engine::{Engine, LiveNet, SharedWrites};
+use exim_mta_sts_tool::{clock, domain, log};
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod helper;
 mod refresh;
 use refresh::refresh;
 
@@ -85,6 +87,17 @@ enum Command {
     Purge,
     /// Drop everything cached about DOMAIN
     Forget { domain: String },
+    /// Internal: the cold path, run by libexim_mta_sts.so (SPEC §9); see helper.rs
+    #[command(hide = true)]
+    Helper {
+        /// Seed a new state store from the shared database
+        #[arg(long)]
+        seed: bool,
+        /// Pass debug lines on too
+        #[arg(long)]
+        debug: bool,
+        domain: Option<String>,
+    },
 }
 
 /// An error for the user: what went wrong, and the exit status.
@@ -98,9 +111,21 @@ fn usage(msg: String) -> Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    log::use_stderr();
+    let as_helper = matches!(cli.command, Command::Helper { .. });
+    if let Command::Helper { debug, .. } = &cli.command {
+        log::use_pipe();
+        if *debug {
+            log::pipe_debug();
+        }
+    } else {
+        log::use_stderr();
+    }
     match run(cli) {
         Ok(code) => code,
+        Err(Failure(msg, code)) if as_helper => {
+            log::alert(&format!("helper: {msg}"));
+            ExitCode::from(code)
+        }
         Err(Failure(msg, code)) => {
             let _ = writeln!(std::io::stderr(), "exim-mta-sts: {msg}");
             ExitCode::from(code)
@@ -111,7 +136,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Outcome {
     let path = cli.config.clone().unwrap_or_else(Config::path_from_env);
     let cfg = Config::load_from(&path).map_err(|e| usage(e.to_string()))?;
-    let now = process::now();
+    // SPEC §9: nothing from the network is parsed as root. Run by root, the tool becomes
+    // the owner of the state directory (the Exim user) before anything else.
+    exim_mta_sts_tool::account::leave_root(&cfg)
+        .map_err(|e| Failure(format!("refusing to run as root: {e}"), 2))?;
+    let now = clock::now();
     match cli.command {
         Command::Check { domain, json } => check(&cfg, &domain, json, now),
         Command::Show { domain, json } => show(&cfg, &domain, json, now),
@@ -122,6 +151,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Prefetch { file } => prefetch(&cfg, &file, now),
         Command::Purge => purge(&cfg, now),
         Command::Forget { domain } => forget(&cfg, &domain),
+        Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
 }
 
@@ -141,8 +171,7 @@ fn open_store(cfg: &Config, must_exist: bool) -> Result<Store, Failure> {
             1,
         ));
     }
-    exim_mta_sts::reseed::open_store(&cfg.state, &cfg.database, SharedWrites::Direct)
-        .map_err(|e| Failure(e.to_string(), 1))
+    exim_mta_sts_tool::reseed::open_store(&cfg.state, &cfg.database).map_err(|e| Failure(e.to_string(), 1))
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
@@ -366,7 +395,7 @@ fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
             bad += 1;
             continue;
         };
-        let prior = store.read(&d, |e| e.map(|e| (lookup::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
+        let prior = store.read(&d, |e| e.map(|e| (decide::hot(&e, now, cfg).is_some(), e.to_owned_entry())));
         let prior = prior.map_err(|e| Failure(e.to_string(), 1))?;
         if let Some((true, _)) = prior {
             cached += 1;
@@ -375,11 +404,11 @@ fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
         let entry = Engine { cfg, store: &mut store, shared: SharedWrites::Direct }.run(
             &d,
             prior.map(|(_, e)| e),
-            process::now(),
+            clock::now(),
             Why::Prefetch,
             &mut net,
         );
-        println!("{d}: {}", lookup::fresh(&entry.view(), cfg).as_str());
+        println!("{d}: {}", decide::fresh(&entry.view(), cfg).as_str());
         warmed += 1;
     }
     println!("prefetch: {warmed} looked up, {cached} already cached, {bad} not domain names");

@@ -2,11 +2,12 @@
 //! policies, spread over the jitter window without holding a lease while waiting.
 
 use crate::{Failure, Outcome, ok_if, open_store, until};
-use exim_mta_sts::admin::{self, RefreshOutcome};
-use exim_mta_sts::cache::{Entry, Kind, OwnedEntry};
-use exim_mta_sts::config::Config;
-use exim_mta_sts::engine::{self, Begin, Engine, LiveNet, SharedWrites, Why};
-use exim_mta_sts::{log, process};
+use exim_mta_sts_tool::admin::{self, RefreshOutcome};
+use exim_mta_sts_tool::cache::{Entry, Kind, OwnedEntry};
+use exim_mta_sts_tool::config::Config;
+use exim_mta_sts_tool::decide::Why;
+use exim_mta_sts_tool::engine::{self, Begin, Engine, LiveNet, SharedWrites};
+use exim_mta_sts_tool::{clock, log};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ pub(crate) fn refresh(
     let mut settle = |engine: &mut Engine<'_>,
                       (d, cached, entry): (String, Option<OwnedEntry>, OwnedEntry)| {
         let Some(old) = cached else { return };
-        let new = engine.finish(&d, Some(&old), entry, process::now());
+        let new = engine.finish(&d, Some(&old), entry, clock::now());
         let outcome = admin::refresh_outcome(&old, &new);
         match outcome {
             RefreshOutcome::Failed => {
@@ -80,7 +81,7 @@ pub(crate) fn refresh(
                 );
                 // Also to syslog (facility mail), where Exim's administrators look.
                 if let Ok(c) = std::ffi::CString::new(format!("mta-sts: refresh: {line}")) {
-                    exim_mta_sts::sys::syslog(libc::LOG_WARNING, &c);
+                    exim_mta_sts_tool::sys::syslog(libc::LOG_WARNING, &c);
                 }
                 say(line)
             }
@@ -116,8 +117,7 @@ pub(crate) fn refresh(
                         Err(_) => return,
                     };
                     let Ok((d, cached)) = job else { return };
-                    let entry =
-                        engine::cold(&d, cached.as_ref(), process::now(), cfg, &mut net, Why::Refresh);
+                    let entry = engine::cold(&d, cached.as_ref(), clock::now(), cfg, &mut net, Why::Refresh);
                     if done_tx.send((d, cached, entry)).is_err() {
                         return;
                     }
@@ -135,7 +135,7 @@ pub(crate) fn refresh(
             };
             if free && wait.is_zero() {
                 let Some((_, d, cached)) = queue.next() else { break };
-                match engine.begin(&d, Some(cached), process::now(), false) {
+                match engine.begin(&d, Some(cached), clock::now(), false) {
                     // A worker is idle (in_flight < jobs): the send is taken at once.
                     Begin::Go(cached) => {
                         if job_tx.send((d, cached)).is_err() {

@@ -15,7 +15,7 @@ use lmdb::{Cursor, Database, Environment, EnvironmentFlags, InactiveTransaction,
 use std::path::Path;
 
 pub const SCHEMA_KEY: &[u8] = b"!schema";
-pub const SCHEMA: &[u8] = b"exim-mta-sts state 3";
+pub const SCHEMA: &[u8] = b"exim-mta-sts state 4";
 
 pub use crate::entry::{Entry, Kind, OwnedEntry};
 
@@ -62,7 +62,7 @@ pub struct Store {
     /// A reset read transaction kept between reads.
     idle: Option<InactiveTransaction<'static>>,
     /// The file was created (or rebuilt) by this open: see [`crate::reseed`].
-    pub(crate) is_new: bool,
+    pub is_new: bool,
 }
 
 // SAFETY: the environment is opened with MDB_NOTLS, so a (reset) read transaction is not

@@ -64,6 +64,13 @@ pub struct Config {
     /// lookups included), the TLSRPT query and the DANE lookups together. A fetch lease
     /// outlives it, so that waiting processes never start a second fetch.
     pub cold_deadline: u64,
+    /// The program that runs the cold path for the library (SPEC §9): the `exim-mta-sts`
+    /// binary, started as `HELPER --config FILE helper DOMAIN`.
+    pub helper: PathBuf,
+    /// The user the helper runs as when Exim (or the tool) runs as root (SPEC §9): a name
+    /// or a number. Empty: the owner of the state store's directory, else of the shared
+    /// database's directory (the Exim user in a Debian install). Never root.
+    pub user: String,
 }
 
 impl Default for Config {
@@ -84,6 +91,8 @@ impl Default for Config {
             require_text_plain: true,
             dns_timeout: 10,
             cold_deadline: 90,
+            helper: PathBuf::from("/usr/sbin/exim-mta-sts"),
+            user: String::new(),
         }
     }
 }
@@ -166,6 +175,12 @@ impl Config {
 
     pub fn fetch_timeout(&self) -> Duration {
         Duration::from_secs(self.fetch_timeout)
+    }
+
+    /// How long the library waits for the helper before killing it: a wait for another
+    /// process's fetch lease, then a whole cold path of its own, with a margin.
+    pub fn helper_deadline(&self) -> Duration {
+        Duration::from_secs(self.cold_deadline.saturating_add(15).saturating_mul(2).saturating_add(5))
     }
 
     pub fn dns_timeout(&self) -> Duration {
@@ -262,7 +277,7 @@ mod shipped_example {
     /// The example file in exim-config/ parses, names every key, and shows the defaults.
     #[test]
     fn example_file_documents_every_key_with_its_default() {
-        let text = include_str!("../exim-config/mta-sts.toml");
+        let text = include_str!("../../exim-config/mta-sts.toml");
         assert_eq!(Config::parse(text).unwrap(), Config::default());
         let keys: Vec<&str> = text
             .lines()
@@ -286,7 +301,9 @@ mod shipped_example {
                 "max_policy_size",
                 "require_text_plain",
                 "dns_timeout",
-                "cold_deadline"
+                "cold_deadline",
+                "helper",
+                "user"
             ]
         );
     }

@@ -1,85 +1,13 @@
-//! The library's calls into C: Exim's exported logging symbols, syslog, `fork`, and
-//! fork detection. Each is wrapped in a safe function here so that `unsafe` stays in this
-//! file and in `ffi.rs` (the calls *from* Exim).
+//! Calls into C shared by the library and the helper: syslog, `fork`, fork detection,
+//! process and credential calls, LMDB's descriptor. Each is wrapped in a safe function
+//! here so that `unsafe` stays in this file, `lmdbfile.rs`'s one open, and the library's C
+//! edge (`lib/src/lib.rs`, `lib/src/exim.rs`, `lib/src/spawn.rs`).
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, c_char, c_int, c_uint};
+use std::ffi::{CStr, c_char, c_int};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-
-type LogWrite = unsafe extern "C" fn(selector: c_uint, flags: c_int, format: *const c_char, ...);
-type DebugPrintf = unsafe extern "C" fn(format: *const c_char, ...);
-
-/// Exim's `log_write` flags (Exim's `macros.h`, also in `local_scan.h`).
-pub const LOG_MAIN: c_int = 1;
-pub const LOG_PANIC: c_int = 2;
-
-struct EximSymbols {
-    log_write: Option<LogWrite>,
-    debug_printf: Option<DebugPrintf>,
-    /// Address of Exim's `unsigned int debug_selector`.
-    debug_selector: Option<usize>,
-}
-
-fn lookup(name: &CStr) -> Option<usize> {
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the loaded
-    // objects' symbol tables.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!p.is_null()).then_some(p as usize)
-}
-
-/// Resolved once per process: the addresses survive `fork()` unchanged.
-fn exim() -> &'static EximSymbols {
-    static SYMS: OnceLock<EximSymbols> = OnceLock::new();
-    SYMS.get_or_init(|| {
-        // A process that is not Exim (the admin tool, a test) may still export a
-        // `log_write`; only trust the set when all three are present.
-        let (lw, dp, ds) = (lookup(c"log_write"), lookup(c"debug_printf"), lookup(c"debug_selector"));
-        match (lw, dp, ds) {
-            (Some(lw), Some(dp), Some(ds)) => EximSymbols {
-                // SAFETY: these are Exim's exported functions with the signatures of
-                // Exim's local_scan.h: `void log_write(unsigned, int, const char *, ...)`
-                // and `void debug_printf(const char *, ...)`.
-                log_write: Some(unsafe { std::mem::transmute::<usize, LogWrite>(lw) }),
-                debug_printf: Some(unsafe { std::mem::transmute::<usize, DebugPrintf>(dp) }),
-                debug_selector: Some(ds),
-            },
-            _ => EximSymbols { log_write: None, debug_printf: None, debug_selector: None },
-        }
-    })
-}
-
-/// Writes one line to Exim's logs. Returns false when Exim's `log_write` is absent.
-pub fn exim_log(flags: c_int, line: &CStr) -> bool {
-    match exim().log_write {
-        Some(f) => {
-            // SAFETY: a constant "%s" format with one NUL-terminated string argument;
-            // message text is never used as a format.
-            unsafe { f(0, flags, c"%s".as_ptr(), line.as_ptr()) };
-            true
-        }
-        None => false,
-    }
-}
-
-/// Is Exim running with debugging (`-d`) on?
-pub fn exim_debug_enabled() -> bool {
-    match exim().debug_selector {
-        // SAFETY: the address of Exim's `unsigned int debug_selector` global, valid for
-        // the life of the process; Exim is single-threaded.
-        Some(addr) => unsafe { std::ptr::read_volatile(addr as *const c_uint) != 0 },
-        None => false,
-    }
-}
-
-/// Writes one line to Exim's debug output.
-pub fn exim_debug(line: &CStr) {
-    if let Some(f) = exim().debug_printf {
-        // SAFETY: constant format, one NUL-terminated string argument.
-        unsafe { f(c"%s\n".as_ptr(), line.as_ptr()) };
-    }
-}
 
 /// Writes one line to syslog (facility mail) **without** `openlog`, which would change
 /// Exim's own syslog identity (CRATES.md §5).
@@ -263,13 +191,11 @@ pub fn with_fs_identity<R>(uid: u32, gid: u32, f: impl FnOnce() -> R) -> Result<
             // this does not fail; if it did, the thread would be left with less access,
             // never more, and Exim would defer what it cannot write.
             if let Err(e) = set_fs_identity(&self.0) {
-                // Said here rather than through `log`, which builds on this module.
+                // Said to syslog rather than through `log`, which builds on this module.
                 let line =
                     std::ffi::CString::new(format!("mta-sts: cannot restore the file-system identity: {e}"))
                         .unwrap_or_default();
-                if !exim_log(LOG_MAIN | LOG_PANIC, &line) {
-                    syslog(libc::LOG_ERR, &line);
-                }
+                syslog(libc::LOG_ERR, &line);
             }
         }
     }
@@ -278,4 +204,45 @@ pub fn with_fs_identity<R>(uid: u32, gid: u32, f: impl FnOnce() -> R) -> Result<
     let r = f();
     drop(saved);
     Ok(r)
+}
+
+/// Takes `uid` and `gid` for good (no supplementary group but `gid`), as a helper or a tool
+/// started as root does before anything touches the network (SPEC §9). Checked by reading
+/// the ids back: a process still root afterwards is an error.
+pub fn become_user(uid: u32, gid: u32) -> Result<(), std::io::Error> {
+    let groups = [gid];
+    // SAFETY: plain credential calls with valid arguments (a pointer to one gid).
+    let failed = unsafe {
+        libc::setgroups(1, groups.as_ptr()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0
+    };
+    if failed {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: these cannot fail.
+    let (ruid, euid, rgid, egid) =
+        unsafe { (libc::getuid(), libc::geteuid(), libc::getgid(), libc::getegid()) };
+    if (ruid, euid, rgid, egid) != (uid, uid, gid, gid) {
+        return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "ids did not change"));
+    }
+    Ok(())
+}
+
+/// The uid and primary gid of a user, by name (through the system's user database) or as
+/// a number (its gid is then the same number unless the user database knows better).
+pub fn user_ids(user: &str) -> Result<(u32, u32), String> {
+    let name = std::ffi::CString::new(user).map_err(|_| "not a user name".to_owned())?;
+    let mut pw: libc::passwd =
+        // SAFETY: a plain C struct of integers and pointers; all-zero is a valid value.
+        unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as c_char; 16 << 10];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: valid pointers to a passwd, a buffer of `buf.len()` bytes and a result slot.
+    let rc = unsafe { libc::getpwnam_r(name.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc == 0 && !found.is_null() {
+        return Ok((pw.pw_uid, pw.pw_gid));
+    }
+    match user.parse::<u32>() {
+        Ok(n) => Ok((n, n)),
+        Err(_) => Err("no such user".to_owned()),
+    }
 }

@@ -9,10 +9,10 @@
 //! configuration, returns `ERROR` with a message.
 #![allow(unsafe_code)]
 
-use crate::domain;
-use crate::lookup::Answer;
-use crate::policy::Mode;
-use crate::{log, mx, process};
+use crate::{exim, process};
+use mta_sts_core::decide::Answer;
+use mta_sts_core::policy::Mode;
+use mta_sts_core::{domain, log, mx};
 use std::ffi::{CStr, c_int, c_uchar};
 use std::sync::{Mutex, Once};
 
@@ -80,6 +80,7 @@ unsafe fn args<'a>(argc: c_int, argv: *mut *mut c_uchar) -> Result<Vec<&'a [u8]>
 }
 
 fn install_panic_hook() {
+    exim::register();
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The default hook writes to stderr, which must never happen inside Exim.

@@ -3,17 +3,19 @@
 //! (LMDB forbids opening one file twice in one process), so no DNS or HTTPS is involved:
 //! a query would show up as a failure to resolve (there is no DNS server here).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+// Calls the exports through their C signature.
+#![allow(unsafe_code, clippy::undocumented_unsafe_blocks)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use exim_mta_sts::cache::{Kind, OwnedEntry, Store};
-use exim_mta_sts::policy::Mode;
+use mta_sts_core::cache::{Kind, OwnedEntry, Store};
+use mta_sts_core::policy::Mode;
 use std::ffi::{CStr, CString, c_uchar};
 use std::hint::black_box;
 use std::time::Duration;
 
 fn fill(state: &std::path::Path, now: u64) {
     let state = state.to_owned();
-    let end = exim_mta_sts::sys::run_in_child(Duration::from_secs(10), move || {
+    let end = mta_sts_core::sys::run_in_child(Duration::from_secs(10), move || {
         let store = Store::open(&state).unwrap();
         let mut p = OwnedEntry::bare(Kind::Policy, now + 86400, now);
         p.mode = Mode::Enforce;
@@ -44,7 +46,7 @@ fn fill(state: &std::path::Path, now: u64) {
         0
     })
     .unwrap();
-    assert_eq!(end, exim_mta_sts::sys::ChildEnd::Exited(0));
+    assert_eq!(end, mta_sts_core::sys::ChildEnd::Exited(0));
 }
 
 fn call(f: exim_mta_sts::ffi::EximDlfunc, args: &[&CStr]) -> usize {
@@ -68,7 +70,7 @@ fn hot_path(c: &mut Criterion) {
         ),
     )
     .unwrap();
-    fill(&dir.path().join("state.mdb"), exim_mta_sts::process::now());
+    fill(&dir.path().join("state.mdb"), mta_sts_core::clock::now());
     // SAFETY: single-threaded at this point.
     unsafe { std::env::set_var("EXIM_MTA_STS_CONFIG", &cfg) };
 

@@ -1,6 +1,7 @@
 //! One domain's cached record in the library's store, and its byte encoding (pure: no
 //! I/O; fuzzed by `fuzz/fuzz_targets/entry.rs`). The store itself is [`crate::cache`].
 
+use crate::cause::Cause;
 use crate::policy::Mode;
 
 /// What an entry records about a domain.
@@ -95,7 +96,9 @@ pub struct Entry<S> {
     pub report: S,
     /// The policy as served.
     pub text: S,
-    /// The last problem seen (failure reason), for the admin tool.
+    /// The last problem seen, typed (its code is stored).
+    pub cause: Cause,
+    /// The last problem seen, in words (failure reason), for the admin tool.
     pub note: S,
     /// The TXT `id` whose fetch failed last (RFC 8461 §3.3: back-off is per id).
     pub failed_id: S,
@@ -123,6 +126,7 @@ impl<S> Entry<S> {
             mx: f(&self.mx),
             report: f(&self.report),
             text: f(&self.text),
+            cause: self.cause,
             note: f(&self.note),
             failed_id: f(&self.failed_id),
         }
@@ -144,12 +148,18 @@ impl<S: AsRef<str>> Entry<S> {
         self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
-    /// Serialises: magic, kind, mode, DANE flag, seven u64 (LE), then six length-prefixed strings.
+    /// Serialises: magic, kind, mode, DANE flag, cause, seven u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
         let strings =
             [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
         let mut out = Vec::with_capacity(HEADER + strings.iter().map(|s| s.len() + 4).sum::<usize>());
-        out.extend_from_slice(&[MAGIC, self.kind.code(), mode_code(self.mode), u8::from(self.dane)]);
+        out.extend_from_slice(&[
+            MAGIC,
+            self.kind.code(),
+            mode_code(self.mode),
+            u8::from(self.dane),
+            self.cause.code(),
+        ]);
         for t in [
             self.expires,
             self.checked,
@@ -188,6 +198,7 @@ impl OwnedEntry {
             mx: "",
             report: "",
             text: "",
+            cause: Cause::None,
             note: "",
             failed_id: "",
         }
@@ -196,7 +207,7 @@ impl OwnedEntry {
 }
 
 const MAGIC: u8 = b'S';
-const HEADER: usize = 4 + 7 * 8;
+const HEADER: usize = 5 + 7 * 8;
 
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
@@ -212,7 +223,7 @@ impl<'a> Entry<&'a str> {
     }
 
     fn decode_with(b: &'a [u8], full: bool) -> Option<Entry<&'a str>> {
-        let (&[magic, kind, mode, dane], rest) = b.split_first_chunk::<4>()?;
+        let (&[magic, kind, mode, dane, cause], rest) = b.split_first_chunk::<5>()?;
         if magic != MAGIC || dane > 1 {
             return None;
         }
@@ -255,6 +266,7 @@ impl<'a> Entry<&'a str> {
             mx,
             report,
             text,
+            cause: Cause::from_code(cause)?,
             note,
             failed_id,
         })
@@ -279,6 +291,7 @@ pub(crate) fn sample() -> Entry<&'static str> {
         mx: "mx1.example.com:*.example.net",
         report: "tlsrpt@example.com",
         text: "version: STSv1\nmode: enforce\n",
+        cause: Cause::None,
         note: "",
         failed_id: "",
     }

@@ -1,0 +1,114 @@
+//! Per-process state and the one entry point the C boundary calls, [`with_answer`].
+//!
+//! The configuration is read and the store opened once per process (and afresh in a
+//! forked child). A call takes the hot path (one read transaction, no I/O) when the store
+//! has a fresh entry; otherwise the helper runs the cold path in its own process
+//! ([`crate::spawn`]) and the answer is [`decide::fresh`] of the entry it stored and
+//! handed back. Nothing from the network is read in this process (SPEC §9).
+
+use crate::spawn;
+use mta_sts_core::cache::{Entry, Store};
+use mta_sts_core::cause::{Cause, HelperError};
+use mta_sts_core::config::{Config, ConfigError};
+use mta_sts_core::decide::{self, Answer};
+use mta_sts_core::{log, sys};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+struct Process {
+    fork_generation: u32,
+    /// The file the configuration came from (the helper is told to read the same).
+    config_path: PathBuf,
+    config: Result<Config, ConfigError>,
+    /// `Err` holds why the store is unusable (already logged once).
+    store: Result<Store, String>,
+}
+
+impl Process {
+    fn start() -> Process {
+        let fork_generation = sys::fork_generation();
+        let config_path = Config::path_from_env();
+        let config = Config::load_from(&config_path);
+        let store = match &config {
+            Ok(cfg) => open_store(cfg, &config_path),
+            Err(e) => {
+                // SPEC §6: a bad file is reported and `fail` answered until it is fixed.
+                say(Cause::Config, "", &e.to_string(), "until it is fixed");
+                Err("no configuration".into())
+            }
+        };
+        Process { fork_generation, config_path, config, store }
+    }
+}
+
+/// Opens the store; a new one (missing, or rebuilt after damage) is seeded by the helper
+/// from the shared database, which this process never opens (SPEC §3).
+fn open_store(cfg: &Config, config_path: &std::path::Path) -> Result<Store, String> {
+    let store = Store::open(&cfg.state).map_err(|e| {
+        log::alert(&format!("{e}; answering through the helper's live lookups"));
+        e.to_string()
+    })?;
+    if store.is_new
+        && let Err((why, detail)) = spawn::run(cfg, config_path, &["--seed"])
+    {
+        say(Cause::Helper(why), "", &detail, "the new state store was not seeded");
+    }
+    Ok(store)
+}
+
+/// The log line for a cause the library itself meets, through its one translation.
+fn say(cause: Cause, domain: &str, detail: &str, tail: &str) {
+    let v = cause.verdict(mta_sts_core::config::FetchFailure::None);
+    let who = if domain.is_empty() { String::new() } else { format!("domain={domain} ") };
+    let tail = if tail.is_empty() { String::new() } else { format!("; {tail}") };
+    log::write(v.level, &format!("{who}answer={}: {}: {detail}{tail}", v.answer, v.words));
+}
+
+static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
+
+/// Computes the answer for `domain` (normalised) and passes it to `f`.
+pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
+    let now = mta_sts_core::clock::now();
+    // A panic while the lock was held leaves nothing half-done that matters here.
+    let mut guard = PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+    let generation = sys::fork_generation();
+    if guard.as_ref().is_some_and(|p| p.fork_generation != generation) {
+        // A forked child: LMDB handles must not be used (or closed) here.
+        if let Some(old) = guard.take()
+            && let Ok(store) = old.store
+        {
+            store.abandon();
+        }
+    }
+    let p = guard.get_or_insert_with(Process::start);
+    let Ok(cfg) = &p.config else {
+        return f(Answer::Fail);
+    };
+
+    // Hot path: one read transaction.
+    if let Ok(store) = &mut p.store {
+        let hot = store.read_bytes(domain, |bytes| {
+            let e = Entry::decode_for_answer(bytes?)?;
+            decide::hot(&e, now, cfg).map(&mut f)
+        });
+        match hot {
+            Ok(Some(r)) => return r,
+            Ok(None) => {}
+            Err(e) => log::warn(&format!("{e}; answering through the helper")),
+        }
+    }
+    // Cold path: the helper, in its own process.
+    match spawn::run(cfg, &p.config_path, &[domain]) {
+        Ok(bytes) => match Entry::decode(&bytes) {
+            Some(entry) => f(decide::fresh(&entry, cfg)),
+            None => {
+                say(Cause::Helper(HelperError::NoAnswer), domain, "its answer is not an entry", "");
+                f(Answer::Fail)
+            }
+        },
+        Err((why, detail)) => {
+            say(Cause::Helper(why), domain, &detail, "asked again at the next call");
+            f(Answer::Fail)
+        }
+    }
+}
