@@ -48,7 +48,9 @@ fn open_store(cfg: &Config, config_path: &std::path::Path) -> Result<Store, Stri
         log::alert(&format!("{e}; answering through the helper's live lookups"));
         e.to_string()
     })?;
+    // Nothing to seed from without a shared database (a first start).
     if store.is_new
+        && cfg.database.exists()
         && let Err((why, detail)) = spawn::run(cfg, config_path, &["--seed"])
     {
         say(Cause::Helper(why), "", &detail, "the new state store was not seeded");

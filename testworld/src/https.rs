@@ -7,7 +7,9 @@
 //!   `trickle_ms=` (one body byte per interval), `pad_to=` (body padded with `#` lines
 //!   to this many bytes), `chunked=1`, `cert=good|wrong-name|untrusted|expired`.
 //!
-//! Each request is appended to `WORLD/https/<sni>/requests`, so tests can count fetches.
+//! Each request is appended to `WORLD/https/<sni>/requests`, so tests can count fetches,
+//! and the uid owning the client's socket (from `/proc/net/tcp`: who really connected,
+//! whatever the client says) to `WORLD/https/<sni>/clients`.
 
 use crate::ca::{Ca, Flavour};
 use rustls::ServerConfig;
@@ -70,8 +72,33 @@ impl ResolvesServerCert for Certs {
     }
 }
 
+/// The uid owning the local socket bound to `peer` (a client on this machine), from the
+/// kernel's socket table (`/proc/net/tcp`, or `tcp6`).
+fn socket_uid(peer: SocketAddr) -> Option<u32> {
+    let (table, local) = match peer {
+        SocketAddr::V4(a) => {
+            ("/proc/net/tcp", format!("{:08X}:{:04X}", u32::from_le_bytes(a.ip().octets()), a.port()))
+        }
+        SocketAddr::V6(a) => {
+            let words: String = a
+                .ip()
+                .octets()
+                .chunks(4)
+                .map(|w| format!("{:08X}", u32::from_le_bytes([w[0], w[1], w[2], w[3]])))
+                .collect();
+            ("/proc/net/tcp6", format!("{words}:{:04X}", a.port()))
+        }
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&local.as_str())).then(|| f.get(7)?.parse().ok())?
+    })
+}
+
 fn handle(stream: TcpStream, config: Arc<ServerConfig>, root: PathBuf) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let client_uid = stream.peer_addr().ok().and_then(socket_uid);
     let conn = rustls::ServerConnection::new(config).ok()?;
     let mut tls = rustls::StreamOwned::new(conn, stream);
     let mut head = Vec::new();
@@ -88,6 +115,10 @@ fn handle(stream: TcpStream, config: Arc<ServerConfig>, root: PathBuf) -> Option
     let dir = root.join(&sni);
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("requests")) {
         let _ = writeln!(f, "GET {path}");
+    }
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("clients")) {
+        let uid = client_uid.map_or_else(|| "unknown".to_owned(), |u| u.to_string());
+        let _ = writeln!(f, "uid={uid}");
     }
     let m = meta(&dir);
     let body_file = std::fs::read(dir.join("body")).ok();
