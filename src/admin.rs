@@ -4,7 +4,7 @@
 //! [`decide::sts::refresh`] and [`dane::check`] and records what they saw.
 
 use crate::cache::{Entry, Kind, OwnedEntry, Store};
-use crate::cause::{DnsError, FetchError};
+use crate::cause::{Cause, DnsError, FetchError};
 use crate::config::Config;
 use crate::decide::{self, Answer, DaneState, Fetched, Net};
 use crate::engine::LiveNet;
@@ -265,6 +265,10 @@ pub struct EntryInfo {
     pub dane_until: u64,
     /// What getmta answers now from the cache, or "(refresh on next call)".
     pub getmta_now: String,
+    /// The last problem, typed ([`crate::cause::Cause::name`]), when there was one.
+    pub cause: Option<String>,
+    /// Its RFC 8460 result type, when a TLS report counts it.
+    pub result_type: Option<String>,
     pub note: Option<String>,
 }
 
@@ -288,6 +292,8 @@ impl EntryInfo {
             dane_until: e.dane_until,
             getmta_now: decide::hot(e, now, cfg)
                 .map_or_else(|| "(refreshed on the next call)".to_owned(), |a| a.as_str().to_owned()),
+            cause: (e.cause != Cause::None).then(|| e.cause.name().to_owned()),
+            result_type: e.cause.verdict(cfg.fetch_failure).result_type.map(|r| r.as_str().to_owned()),
             note: some(e.note),
         }
     }

@@ -65,6 +65,10 @@ fn check_diagnoses_a_healthy_domain_and_exits_zero() {
     ] {
         assert!(r.out.contains(want), "{want:?} missing:\n{}", r.out);
     }
+    // Run by root, the tool left root before touching the network (SPEC §9): the policy
+    // host saw the Exim user's socket.
+    let clients = std::fs::read_to_string(w.policy_dir(&d).join("clients")).unwrap();
+    assert_eq!(clients, format!("uid={}\n", exim_ids().0));
     let r = tool(&cfg, &["check", &d, "--json"], "");
     let v = json(&r.out);
     assert_eq!(v["answer"], "enforce");
@@ -217,6 +221,25 @@ fn refresh_fetches_recently_used_policies_and_keeps_them_when_it_fails() {
     let v = json(&tool(&cfg, &["show", &broken, "--json"], "").out);
     assert_eq!(v["getmta_now"], "enforce");
     assert!(v["note"].as_str().unwrap().contains("503"), "{v}");
+    // The cause is kept typed, with its RFC 8460 result type.
+    assert_eq!(
+        (v["cause"].as_str(), v["result_type"].as_str()),
+        (Some("fetch-status"), Some("sts-policy-fetch-error")),
+        "{v}"
+    );
+    let text = tool(&cfg, &["show", &broken], "").out;
+    assert!(text.contains("last problem: fetch-status (TLSRPT: sts-policy-fetch-error)"), "{text}");
+}
+
+#[test]
+fn run_by_root_without_a_user_to_become_the_tool_refuses() {
+    let w = World::get();
+    let dir = w.scratch("rootdir").join("root-owned");
+    std::fs::create_dir(&dir).unwrap();
+    let r = tool(&config(&dir, ""), &["check", "example.test"], "");
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(r.err.contains("refusing to run as root: no user to run the cold path as"), "{}", r.err);
+    assert!(r.err.contains("belongs to root"), "{}", r.err);
 }
 
 #[test]

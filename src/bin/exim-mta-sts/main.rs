@@ -336,6 +336,10 @@ fn show(cfg: &Config, d: &str, json: bool, now: u64) -> Outcome {
     };
     println!("  DANE:        {dane}");
     println!("  last used:   {}", info.last_used.map_or_else(|| "never".into(), |u| ago(u, now)));
+    if let Some(c) = &info.cause {
+        let rt = info.result_type.as_deref().map(|r| format!(" (TLSRPT: {r})")).unwrap_or_default();
+        println!("  last problem: {c}{rt}");
+    }
     if let Some(n) = &info.note {
         println!("  note:        {n}");
     }
