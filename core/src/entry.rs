@@ -215,9 +215,9 @@ impl<'a> Entry<&'a str> {
         Self::decode_with(b, true)
     }
 
-    /// [`Entry::decode`] for answering only (the hot path): the policy text and the note,
-    /// which can be long (a policy may have 64 KiB) and no answer needs, are left empty
-    /// instead of being checked on every call. Never store such a view.
+    /// [`Entry::decode`] for answering only (the hot path): the strings no answer needs (the
+    /// id, report, policy text, which can be 64 KiB, note and failed id) are left empty
+    /// instead of being checked as UTF-8 on every call. Never store such a view.
     pub fn decode_for_answer(b: &'a [u8]) -> Option<Entry<&'a str>> {
         Self::decode_with(b, false)
     }
@@ -239,8 +239,8 @@ impl<'a> Entry<&'a str> {
             let (n, r) = rest.split_first_chunk::<4>()?;
             let len = u32::from_le_bytes(*n) as usize;
             let (bytes, r) = r.split_at_checked(len)?;
-            // Strings 3 and 4 are the policy text and the note.
-            if full || !(3..=4).contains(&i) {
+            // String 1 is the `mx` patterns, the only string an answer needs.
+            if full || i == 1 {
                 *s = std::str::from_utf8(bytes).ok()?;
             }
             rest = r;
@@ -310,11 +310,11 @@ mod tests {
     }
 
     #[test]
-    fn answer_view_leaves_out_only_the_long_strings() {
+    fn answer_view_keeps_only_what_an_answer_needs() {
         let e = sample();
         let bytes = e.encode();
         let view = Entry::decode_for_answer(&bytes).unwrap();
-        assert_eq!(view, Entry { text: "", note: "", ..e });
+        assert_eq!(view, Entry { id: "", report: "", text: "", note: "", failed_id: "", ..e });
         assert_eq!(Entry::decode_for_answer(&bytes[..bytes.len() - 1]), None);
     }
 
