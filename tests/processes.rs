@@ -277,3 +277,27 @@ fn the_library_links_the_system_liblmdb() {
         "the .so must use the system liblmdb, as Exim does (install liblmdb-dev and pkg-config): {text}"
     );
 }
+
+#[test]
+fn the_library_carries_no_tls_http_or_dns_code_and_loads_no_unwinder_library() {
+    // SPEC §9: the network crates live in the helper only.
+    let so = std::fs::read(lib_path()).unwrap();
+    let helper = std::fs::read("/usr/sbin/exim-mta-sts").unwrap();
+    let has = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    for krate in ["rustls", "hickory", "ureq", "webpki", "/ring-0."] {
+        assert!(!has(&so, krate), "{krate} code in {}", lib_path().display());
+        assert!(
+            has(&helper, krate) || krate == "webpki",
+            "the helper should have {krate}: is the check blind?"
+        );
+    }
+    // What the library loads with it: the system liblmdb (Exim's) and libc; the unwinder is
+    // linked in (lib/build.rs), not libgcc_s.so.1.
+    let out = std::process::Command::new("readelf").arg("-d").arg(lib_path()).output().unwrap();
+    let needed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1).map(|s| s.trim_end_matches(']').to_owned()))
+        .collect();
+    assert_eq!(needed, ["liblmdb.so.0", "libc.so.6", "ld-linux-x86-64.so.2"]);
+}
