@@ -2,7 +2,7 @@
 //! and the policy host answer now, the entry to store. Every failure is a typed
 //! [`Cause`], and its answer and log wording come from [`Cause::verdict`].
 
-use super::{Fetched, Net};
+use super::net::{Fetched, Net};
 use crate::cache::{Entry, Kind, OwnedEntry};
 use crate::cause::{Cause, FetchError, FetchFailure};
 use crate::config::Config;
