@@ -178,10 +178,10 @@ impl Config {
     }
 
     /// How long the library waits for the helper before killing it: a wait for another
-    /// process's fetch lease (`cold_deadline` + 15 s), then a whole cold path of its own,
-    /// with 5 s to spare.
+    /// process's fetch lease (`cold_deadline` + 15 s), then a whole cold path of its own
+    /// and its shared-database update (at most 10 s), with 5 s to spare.
     pub fn helper_deadline(&self) -> Duration {
-        Duration::from_secs(self.cold_deadline.saturating_mul(2).saturating_add(20))
+        Duration::from_secs(self.cold_deadline.saturating_mul(2).saturating_add(30))
     }
 
     pub fn dns_timeout(&self) -> Duration {

@@ -83,17 +83,17 @@ put("dns_answer", b"\0" + response(0, [rr(q, 5, name("a.example")), rr("a.exampl
 # A compression pointer to itself.
 put("dns_answer", b"\0" + struct.pack(">HHHHHH", 0x1234, 0x8180, 1, 1, 0, 0) + name(q) + b"\0\x10\0\x01" + b"\xc0\x0c\0\x10")
 
-def entry(kind, mode, dane, times, strings):
-    out = bytes([ord("S"), kind, mode, dane]) + b"".join(struct.pack("<Q", t) for t in times)
+def entry(kind, mode, dane, cause, times, strings):
+    out = bytes([ord("S"), kind, mode, dane, cause]) + b"".join(struct.pack("<Q", t) for t in times)
     for s in strings:
         s = s.encode()
         out += struct.pack("<I", len(s)) + s
     return out
 
-put("entry", entry(1, 1, 0, [1700000000 + i for i in range(7)],
+put("entry", entry(1, 1, 0, 0, [1700000000 + i for i in range(7)],
                    ["id1", "mx.example.com:*.example.net", "tls@example.com", "version: STSv1\n", "", ""]))
-put("entry", entry(2, 0, 1, [0] * 7, ["", "", "", "", "no _mta-sts record", ""]))
-put("entry", entry(3, 0, 0, [5] * 7, ["id2", "", "", "", "fetch failed", "id2"]))
+put("entry", entry(2, 0, 1, 1, [0] * 7, ["", "", "", "", "no _mta-sts record", ""]))
+put("entry", entry(3, 0, 0, 9, [5] * 7, ["id2", "", "", "", "fetch failed", "id2"]))
 
 with open(os.path.join(here, "..", "..", "exim-config", "mta-sts.toml"), "rb") as f:
     put("config", f.read())
