@@ -5,6 +5,11 @@
 
 use crate::cache::{Entry, Kind, OwnedEntry, Store};
 use crate::cause::{Cause, DnsError, FetchError};
+use crate::probe::Probe;
+use std::time::{Duration, Instant};
+
+/// The longest one MX host's probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 use crate::config::Config;
 use crate::decide::{self, Answer, DaneState, Fetched, Net};
 use crate::engine::LiveNet;
@@ -91,6 +96,39 @@ pub struct MxHost {
     pub host: String,
     /// Does the policy (enforce or testing) allow it? `None` without such a policy.
     pub allowed: Option<bool>,
+    /// What a TLS probe of it found (`None` with `--no-probe`, or when DANE governs).
+    pub probe: Option<ProbeReport>,
+}
+
+/// What the probe of one MX host found ([`crate::probe`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub address: Option<String>,
+    /// `ok`, the RFC 8460 result type a delivery would record, or `unreachable`.
+    pub result: String,
+    pub detail: String,
+}
+
+impl ProbeReport {
+    fn of(p: Probe, cfg: &Config) -> ProbeReport {
+        match p {
+            Probe::Ok { address, tls } => {
+                ProbeReport { address: Some(address), result: "ok".into(), detail: tls }
+            }
+            Probe::Failed { address, failure, reason } => ProbeReport {
+                address: Some(address),
+                result: Cause::Tls(failure)
+                    .verdict(cfg.fetch_failure)
+                    .result_type
+                    .map_or("validation-failure", |r| r.as_str())
+                    .to_owned(),
+                detail: reason,
+            },
+            Probe::Unreachable(why) => {
+                ProbeReport { address: None, result: "unreachable".into(), detail: why }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,8 +156,10 @@ pub struct CheckReport {
     pub problems: Vec<String>,
 }
 
-/// Diagnoses `domain` (normalised) live, as the library would see it with nothing cached.
-pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
+/// Diagnoses `domain` (normalised) live, as the library would see it with nothing cached;
+/// with `probe`, each MX host is also probed over SMTP and STARTTLS (unless DANE governs).
+pub fn check(cfg: &Config, domain: &str, now: u64, probe: bool) -> CheckReport {
+    let deadline = Instant::now() + Duration::from_secs(cfg.cold_deadline);
     let mut net = LiveNet::new(cfg);
     let mut rec = Recorder { net: &mut net, txt: Vec::new(), fetch: None };
     let mut entry = decide::sts::refresh(domain, None, now, cfg, &mut rec, false);
@@ -194,6 +234,11 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
                     allowed: sts_patterns
                         .as_ref()
                         .map(|p| mx::host_allowed(p.iter().map(String::as_str), host.as_bytes())),
+                    // RFC 8461 §2: with DANE, Exim's DANE checks the MX (TLSA), not this probe.
+                    probe: (probe && !entry.dane).then(|| {
+                        let until = deadline.min(Instant::now() + PROBE_TIMEOUT);
+                        ProbeReport::of(crate::probe::probe(net.resolver(), &host, until), cfg)
+                    }),
                     preference,
                     host,
                 })
@@ -212,6 +257,16 @@ pub fn check(cfg: &Config, domain: &str, now: u64) -> CheckReport {
                 refused.join(", "),
                 p.mode
             ));
+        }
+        for h in mx_hosts.iter().filter(|h| h.allowed != Some(false) && p.mode != "none") {
+            if let Some(r) = h.probe.as_ref().filter(|r| r.result != "ok" && r.result != "unreachable") {
+                let effect = if p.mode == "enforce" {
+                    "an enforce delivery there defers"
+                } else {
+                    "a delivery there would fail under enforce"
+                };
+                problems.push(format!("MX host {}: {}: {}; {effect}", h.host, r.result, r.detail));
+            }
         }
         if !mx_hosts.is_empty() && refused.len() == mx_hosts.len() && p.mode == "enforce" {
             problems.push(

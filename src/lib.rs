@@ -21,5 +21,6 @@ pub mod dane;
 pub mod dns;
 pub mod engine;
 pub mod fetch;
+pub mod probe;
 pub mod reseed;
 pub mod shared_db;

@@ -8,36 +8,6 @@ use exim_mta_sts_tool::cache::{Kind, OwnedEntry, Store};
 use exim_mta_sts_tool::policy::Mode;
 use std::path::Path;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn tool(cfg: &Path, args: &[&str], stdin: &str) -> Run {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exim-mta-sts"))
-        .arg("--config")
-        .arg(cfg)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-        err: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
 #[test]
 fn check_diagnoses_a_healthy_domain_and_exits_zero() {
     let w = World::get();

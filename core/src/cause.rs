@@ -105,6 +105,22 @@ impl fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
+/// How an SMTP session's TLS fell short of what a policy requires (RFC 8460 §4.3.1):
+/// seen by `exim-mta-sts check`'s probe of an MX host, and by deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The MX did not offer STARTTLS, or refused it.
+    NoStarttls,
+    /// The certificate does not name the MX host (RFC 8461 §4.2).
+    HostMismatch,
+    /// The certificate has expired (or is not valid yet).
+    Expired,
+    /// The chain does not lead to a trusted root.
+    NotTrusted,
+    /// Any other TLS failure (the handshake, a bad signature, ...).
+    Other,
+}
+
 /// Why the library could not get an answer from the helper (SPEC §9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HelperError {
@@ -143,6 +159,8 @@ pub enum Cause {
     Config,
     /// The helper gave no answer.
     Helper(HelperError),
+    /// A session's TLS failed the policy (a delivery, or `check`'s probe).
+    Tls(TlsFailure),
 }
 
 /// What a cause means.
@@ -220,6 +238,24 @@ impl Cause {
                 };
                 v("fail", Level::Alert, words, None)
             }
+            // Delivery-side: the answer is the policy's, so none is given here.
+            Cause::Tls(t) => match t {
+                TlsFailure::NoStarttls => {
+                    v("", Level::Warn, "STARTTLS not offered", Some(R::StarttlsNotSupported))
+                }
+                TlsFailure::HostMismatch => v(
+                    "",
+                    Level::Warn,
+                    "certificate does not name the MX host",
+                    Some(R::CertificateHostMismatch),
+                ),
+                TlsFailure::Expired => v("", Level::Warn, "certificate expired", Some(R::CertificateExpired)),
+                TlsFailure::NotTrusted => {
+                    v("", Level::Warn, "certificate not trusted", Some(R::CertificateNotTrusted))
+                }
+                // RFC 8460 §4.3.3: the catch-all.
+                TlsFailure::Other => v("", Level::Warn, "TLS failed", Some(R::ValidationFailure)),
+            },
         }
     }
 
@@ -260,12 +296,19 @@ impl Cause {
             Cause::Expired => "expired",
             Cause::Config => "config",
             Cause::Helper(_) => "helper",
+            Cause::Tls(t) => match t {
+                TlsFailure::NoStarttls => "tls-no-starttls",
+                TlsFailure::HostMismatch => "tls-host-mismatch",
+                TlsFailure::Expired => "tls-expired",
+                TlsFailure::NotTrusted => "tls-not-trusted",
+                TlsFailure::Other => "tls-failed",
+            },
         }
     }
 }
 
 /// Every cause the store can hold, by code (append only: codes are stored).
-const CODES: [Cause; 17] = [
+const CODES: [Cause; 22] = [
     Cause::None,
     Cause::NoRecord,
     Cause::SeveralRecords,
@@ -283,6 +326,11 @@ const CODES: [Cause; 17] = [
     Cause::Expired,
     Cause::Config,
     Cause::Helper(HelperError::NoAnswer),
+    Cause::Tls(TlsFailure::NoStarttls),
+    Cause::Tls(TlsFailure::HostMismatch),
+    Cause::Tls(TlsFailure::Expired),
+    Cause::Tls(TlsFailure::NotTrusted),
+    Cause::Tls(TlsFailure::Other),
 ];
 
 impl From<&FetchError> for Cause {
@@ -311,6 +359,12 @@ mod tests {
         assert_eq!(t(FetchFailure::Timeout), Some("sts-policy-fetch-error"));
         assert_eq!(Cause::NoRecord.verdict(Setting::None).result_type, None);
         assert_eq!(Cause::Dns.verdict(Setting::None).answer, "fail");
+        let tls = |t| Cause::Tls(t).verdict(Setting::None).result_type.map(ResultType::as_str);
+        assert_eq!(tls(TlsFailure::NoStarttls), Some("starttls-not-supported"));
+        assert_eq!(tls(TlsFailure::HostMismatch), Some("certificate-host-mismatch"));
+        assert_eq!(tls(TlsFailure::Expired), Some("certificate-expired"));
+        assert_eq!(tls(TlsFailure::NotTrusted), Some("certificate-not-trusted"));
+        assert_eq!(tls(TlsFailure::Other), Some("validation-failure"));
         assert_eq!(Cause::Fetch(FetchFailure::Status).verdict(Setting::None).answer, "none");
         assert_eq!(Cause::Fetch(FetchFailure::Status).verdict(Setting::Fail).answer, "fail");
     }

@@ -326,6 +326,39 @@ pub fn testworld() -> PathBuf {
     env_path("TESTWORLD", "the testworld helper")
 }
 
+/// How a run of the admin tool ended.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs the built `exim-mta-sts --config CFG ARGS...` with `stdin`.
+pub fn tool(cfg: &Path, args: &[&str], stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_exim-mta-sts"))
+        .arg("--config")
+        .arg(cfg)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Parses the tool's JSON output.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 mod mail;
 #[allow(unused_imports)] // not every test binary sends mail
 pub use mail::*;

@@ -3,7 +3,7 @@
 //! (`exim_mta_sts_tool::admin`, `engine`, `lookup`); this file parses arguments and prints.
 
 use clap::{Parser, Subcommand};
-use exim_mta_sts_tool::admin::{self, CheckReport, EntryInfo};
+use exim_mta_sts_tool::admin::{self, EntryInfo};
 use exim_mta_sts_tool::cache::Store;
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::decide::{self, Why};
@@ -13,6 +13,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod check;
 mod helper;
 mod refresh;
 use refresh::refresh;
@@ -41,12 +42,17 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Live diagnosis of DOMAIN: its _mta-sts record, policy fetch, parsed policy,
-    /// TLSRPT record, DANE state, MX hosts, and what getmta would answer and why
+    /// TLSRPT record, DANE state, MX hosts (each probed over STARTTLS), and what getmta
+    /// would answer and why
     Check {
         domain: String,
         /// Print JSON
         #[arg(long)]
         json: bool,
+        /// Do not connect to the MX hosts (by default each is probed on port 25: EHLO,
+        /// STARTTLS with SNI, certificate chain, name and dates)
+        #[arg(long)]
+        no_probe: bool,
     },
     /// What the cache holds for DOMAIN
     Show {
@@ -142,7 +148,7 @@ fn run(cli: Cli) -> Outcome {
         .map_err(|e| Failure(format!("refusing to run as root: {e}"), 2))?;
     let now = clock::now();
     match cli.command {
-        Command::Check { domain, json } => check(&cfg, &domain, json, now),
+        Command::Check { domain, json, no_probe } => check::check(&cfg, &domain, json, !no_probe, now),
         Command::Show { domain, json } => show(&cfg, &domain, json, now),
         Command::List { json } => list(&cfg, json, now),
         Command::Refresh { used_within, min_age, jobs, jitter } => {
@@ -182,97 +188,6 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn ok_if(clean: bool) -> ExitCode {
     if clean { ExitCode::SUCCESS } else { ExitCode::from(1) }
-}
-
-// ---------------------------------------------------------------------------- check
-
-fn check(cfg: &Config, d: &str, json: bool, now: u64) -> Outcome {
-    let d = normalize(d)?;
-    log::quiet();
-    let r = admin::check(cfg, &d, now);
-    if json {
-        print_json(&r)?;
-    } else {
-        print_check(&r);
-    }
-    Ok(ok_if(r.problems.is_empty()))
-}
-
-fn print_check(r: &CheckReport) {
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
-    println!("{}", r.domain);
-    println!("  _mta-sts TXT: {}", r.sts_record.verdict);
-    for rec in &r.sts_record.txt.records {
-        println!("      {rec:?}");
-    }
-    if let Some(id) = &r.sts_record.id {
-        println!("    id: {id}");
-    }
-    match &r.fetch {
-        Some(f) => {
-            println!("  policy fetch: {}", f.report.url);
-            let cert = f.report.certificate.as_deref().unwrap_or("(no TLS session)");
-            println!("    certificate: {cert}");
-            if let Some(s) = f.report.status {
-                println!("    status: {s}");
-            }
-            if let Some(c) = &f.report.content_type {
-                println!("    content-type: {}", if c.is_empty() { "(none)" } else { c });
-            }
-            if let Some(n) = f.report.size {
-                println!("    size: {n} bytes");
-            }
-            if let Some(e) = &f.error {
-                println!("    error: {e}");
-            }
-        }
-        None => println!("  policy fetch: not attempted"),
-    }
-    if let Some(p) = &r.policy {
-        println!(
-            "  policy: mode {}, max_age {}{}",
-            p.mode,
-            p.max_age,
-            if p.max_age_clamped { " (clamped)" } else { "" }
-        );
-        for m in &p.mx {
-            println!("    mx: {m}");
-        }
-    }
-    match &r.tlsrpt.txt {
-        Some(t) if !r.tlsrpt.rua.is_empty() => println!("  TLSRPT: {} ({})", r.tlsrpt.rua.join(", "), t.name),
-        Some(t) if !t.records.is_empty() => println!("  TLSRPT: no valid record ({:?})", t.records),
-        _ => println!("  TLSRPT: none"),
-    }
-    println!(
-        "  DANE: {} ({})",
-        if r.dane.enabled { yes_no(r.dane.applies) } else { "not checked" },
-        r.dane.why
-    );
-    if let Some(e) = &r.mx_error {
-        println!("  MX hosts: {e}");
-    } else if r.mx_hosts.is_empty() {
-        println!("  MX hosts: none");
-    } else {
-        println!("  MX hosts:");
-        for h in &r.mx_hosts {
-            let allowed = match h.allowed {
-                Some(true) => "allowed by the policy",
-                Some(false) => "NOT allowed by the policy",
-                None => "",
-            };
-            println!("    {:>5} {}  {allowed}", h.preference, h.host);
-        }
-    }
-    println!("  getmta answers: {} ({})", r.answer, r.why);
-    if r.problems.is_empty() {
-        println!("  no problems found");
-    } else {
-        println!("  problems:");
-        for p in &r.problems {
-            println!("    - {p}");
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------- show, list
