@@ -60,6 +60,16 @@ int getmta(unsigned char **yield, int argc, unsigned char *argv[]);
  */
 int getmx(unsigned char **yield, int argc, unsigned char *argv[]);
 
+/*
+ * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{mtasts_event}{$event_name}{$domain}...}
+ *     From a transport's event_action. "msg:host:defer" (a delivery attempt failed) for a
+ *     domain under an enforce policy makes the next getmta re-check the policy's
+ *     _mta-sts id before answering (RFC 8461 section 5.1), at most once per
+ *     fetch_backoff; other events are ignored. Always "" with status OK; up to six more
+ *     arguments are accepted and ignored. Fewer than two arguments: ERROR.
+ */
+int mtasts_event(unsigned char **yield, int argc, unsigned char *argv[]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -337,3 +337,48 @@ fn unloadable_library_defers_mail_until_it_is_back() {
         assert_eq!((rx.received(), tx.queued()), (1, 0), "{lib:?}: {}", tx.log());
     }
 }
+
+#[test]
+fn a_domain_that_moved_its_mx_is_delivered_at_the_next_queue_run_after_a_recheck() {
+    // RFC 8461 §5.1: after a failure under enforce, check for a new policy before giving up,
+    // not only when recheck_interval (an hour) has passed.
+    let w = World::get();
+    let d = w.unique("e2e-moved");
+    let old = Receiver::start(&w, &format!("mx1.{d}"), "good");
+    let new = Receiver::start(&w, &format!("mx2.{d}"), "good");
+    publish(&w, &d, &[(10, &old)], Some(&policy("enforce", &[&old.name], 86400)));
+    let tx = Sender::new(&w, "e2e-moved");
+    assert!(delivered(&tx.send(&format!("a@{d}")), "mtasts_enforce", &old.name));
+    // The domain moves to mx2 and publishes a new policy under a new id.
+    w.zone(
+        &d,
+        &format!(
+            "{d} MX 10 {}\n{}_mta-sts.{d} TXT \"v=STSv1; id=2\"\nmta-sts.{d} A 127.0.1.1\n",
+            new.name,
+            new.a_record()
+        ),
+    );
+    w.serve_policy(&d, &policy("enforce", &[&new.name], 86400), "");
+    // The cached policy (id 1, fresh) refuses mx2: the attempt defers, nothing is sent.
+    let log = tx.send(&format!("b@{d}"));
+    assert!(log.contains(&format!("== b@{d} ")), "{log}");
+    assert_eq!((new.connections(), tx.queued()), (0, 1));
+    assert!(
+        tx.log().contains(&format!(
+            "mta-sts: domain={d}: a delivery failed under the enforce policy; its _mta-sts id is re-checked"
+        )),
+        "{}",
+        tx.log()
+    );
+    // The next queue run re-checks the id, fetches the new policy and delivers to mx2.
+    tx.queue_run();
+    assert_eq!(tx.queued(), 0, "{}", tx.log());
+    assert!(delivered(&tx.log(), "mtasts_enforce", &new.name), "{}", tx.log());
+    // (The receiver writes its mailbox after it has answered.)
+    let start = std::time::Instant::now();
+    while new.received() == 0 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(new.received(), 1);
+    assert_eq!(w.requests(&d), 2, "one fetch per policy id");
+}

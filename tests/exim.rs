@@ -364,3 +364,19 @@ fn without_a_usable_state_store_the_shared_database_still_learns_policies() {
     assert!(err.contains("database /nonexistent/state.mdb"), "{err}");
     assert_eq!(shared(&dir)[&format!("{d}:mode")], "testing");
 }
+
+#[test]
+fn the_event_export_answers_empty_and_checks_its_arguments() {
+    let w = World::get();
+    let dir = w.scratch("event-args");
+    let lib = lib_with(&config(&dir, ""));
+    assert_eq!(lib.call("mtasts_event", &["msg:host:defer", "nothing-cached.test"]), (0, String::new()));
+    assert_eq!(
+        lib.call("mtasts_event", &["tcp:close", "x.test", "a", "b", "c", "d", "e", "f"]),
+        (0, String::new())
+    );
+    assert_eq!(
+        lib.call("mtasts_event", &["msg:host:defer"]),
+        (3, "mtasts_event: expected 2 to 8 arguments (EVENT, DOMAIN, ...), got 1".to_owned())
+    );
+}

@@ -149,6 +149,27 @@ impl Store {
         })
     }
 
+    /// Rewrites the entry of `domain` in one write transaction: `f` gets the stored entry and
+    /// returns what to store instead, or `None` to leave it. Returns whether it changed.
+    pub fn update(
+        &self,
+        domain: &str,
+        f: impl Fn(Entry<&str>) -> Option<OwnedEntry>,
+    ) -> Result<bool, CacheError> {
+        let k = owned_key(b'd', domain);
+        self.write_txn(|t| {
+            let new = match t.get(self.db, &k) {
+                Ok(bytes) => Entry::decode(bytes).and_then(&f).map(|e| e.encode()),
+                Err(lmdb::Error::NotFound) => None,
+                Err(e) => return Err(e),
+            };
+            match new {
+                Some(bytes) => t.put(self.db, &k, &bytes, WriteFlags::empty()).map(|()| true),
+                None => Ok(false),
+            }
+        })
+    }
+
     /// Drops everything about `domain`. Returns whether it had an entry.
     pub fn forget(&self, domain: &str) -> Result<bool, CacheError> {
         let k = owned_key(b'd', domain);

@@ -72,7 +72,8 @@ pub struct Entry<S> {
     pub mode: Mode,
     /// When this entry stops being usable as it is.
     pub expires: u64,
-    /// When the `_mta-sts` TXT record was last checked.
+    /// When the `_mta-sts` TXT record was last checked; 0 when a re-check is due now (a
+    /// delivery failed under the enforce policy: RFC 8461 §5.1).
     pub checked: u64,
     /// When the policy was fetched.
     pub fetched: u64,
@@ -88,6 +89,9 @@ pub struct Entry<S> {
     /// When Exim (or `prefetch`) last needed this domain on the cold path, which runs at
     /// least every `recheck_interval` for a domain in use; `refresh` keeps it.
     pub used: u64,
+    /// When a failed delivery last forced a re-check of the TXT `id` (RFC 8461 §5.1; at
+    /// most once per `fetch_backoff`).
+    pub rechecked: u64,
     /// The TXT `id` the policy was fetched under (or that failed).
     pub id: S,
     /// The `mx` patterns, colon-separated (the shared database's form).
@@ -122,6 +126,7 @@ impl<S> Entry<S> {
             dane: self.dane,
             dane_until: self.dane_until,
             used: self.used,
+            rechecked: self.rechecked,
             id: f(&self.id),
             mx: f(&self.mx),
             report: f(&self.report),
@@ -148,7 +153,7 @@ impl<S: AsRef<str>> Entry<S> {
         self.mx.as_ref().split(':').filter(|p| !p.is_empty())
     }
 
-    /// Serialises: magic, kind, mode, DANE flag, cause, seven u64 (LE), then six length-prefixed strings.
+    /// Serialises: magic, kind, mode, DANE flag, cause, eight u64 (LE), then six length-prefixed strings.
     pub fn encode(&self) -> Vec<u8> {
         let strings =
             [&self.id, &self.mx, &self.report, &self.text, &self.note, &self.failed_id].map(|s| s.as_ref());
@@ -168,6 +173,7 @@ impl<S: AsRef<str>> Entry<S> {
             self.shared_retry,
             self.dane_until,
             self.used,
+            self.rechecked,
         ] {
             out.extend_from_slice(&t.to_le_bytes());
         }
@@ -194,6 +200,7 @@ impl OwnedEntry {
             dane: false,
             dane_until: 0,
             used: 0,
+            rechecked: 0,
             id: "",
             mx: "",
             report: "",
@@ -207,7 +214,7 @@ impl OwnedEntry {
 }
 
 const MAGIC: u8 = b'S';
-const HEADER: usize = 5 + 7 * 8;
+const HEADER: usize = 5 + 8 * 8;
 
 impl<'a> Entry<&'a str> {
     /// Reads an encoded entry without copying; `None` when the bytes are not one.
@@ -228,7 +235,7 @@ impl<'a> Entry<&'a str> {
             return None;
         }
         let mut rest = rest;
-        let mut times = [0u64; 7];
+        let mut times = [0u64; 8];
         for t in &mut times {
             let (n, r) = rest.split_first_chunk::<8>()?;
             *t = u64::from_le_bytes(*n);
@@ -249,7 +256,7 @@ impl<'a> Entry<&'a str> {
             // Nothing follows the last string in an entry we wrote: one encoding per entry.
             return None;
         }
-        let [expires, checked, fetched, retry_after, shared_retry, dane_until, used] = times;
+        let [expires, checked, fetched, retry_after, shared_retry, dane_until, used, rechecked] = times;
         let [id, mx, report, text, note, failed_id] = strings;
         Some(Entry {
             kind: Kind::from_code(kind)?,
@@ -262,6 +269,7 @@ impl<'a> Entry<&'a str> {
             dane: dane == 1,
             dane_until,
             used,
+            rechecked,
             id,
             mx,
             report,
@@ -287,6 +295,7 @@ pub(crate) fn sample() -> Entry<&'static str> {
         dane: false,
         dane_until: 1_700_000_600,
         used: 1_700_000_000,
+        rechecked: 1_700_000_002,
         id: "20240101",
         mx: "mx1.example.com:*.example.net",
         report: "tlsrpt@example.com",

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         // strings it skips (all but `mx`).
         let v = view.expect("what decodes fully decodes for answering");
         assert_eq!((v.kind, v.mode, v.expires, v.checked, v.fetched), (e.kind, e.mode, e.expires, e.checked, e.fetched));
-        assert_eq!((v.retry_after, v.shared_retry, v.dane, v.dane_until, v.used), (e.retry_after, e.shared_retry, e.dane, e.dane_until, e.used));
+        assert_eq!((v.retry_after, v.shared_retry, v.dane, v.dane_until, v.used, v.rechecked), (e.retry_after, e.shared_retry, e.dane, e.dane_until, e.used, e.rechecked));
         assert_eq!((v.mx, v.cause), (e.mx, e.cause));
     }
 });

@@ -90,10 +90,10 @@ def entry(kind, mode, dane, cause, times, strings):
         out += struct.pack("<I", len(s)) + s
     return out
 
-put("entry", entry(1, 1, 0, 0, [1700000000 + i for i in range(7)],
+put("entry", entry(1, 1, 0, 0, [1700000000 + i for i in range(8)],
                    ["id1", "mx.example.com:*.example.net", "tls@example.com", "version: STSv1\n", "", ""]))
-put("entry", entry(2, 0, 1, 1, [0] * 7, ["", "", "", "", "no _mta-sts record", ""]))
-put("entry", entry(3, 0, 0, 9, [5] * 7, ["id2", "", "", "", "fetch failed", "id2"]))
+put("entry", entry(2, 0, 1, 1, [0] * 8, ["", "", "", "", "no _mta-sts record", ""]))
+put("entry", entry(3, 0, 0, 9, [5] * 8, ["id2", "", "", "", "fetch failed", "id2"]))
 
 with open(os.path.join(here, "..", "..", "exim-config", "mta-sts.toml"), "rb") as f:
     put("config", f.read())

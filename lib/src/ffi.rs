@@ -125,6 +125,7 @@ macro_rules! export {
 fn wrong_count(name: &str, argc: impl std::fmt::Display) -> Reply {
     let want = match name {
         "getmta" => "1 or 2 arguments (DOMAIN or DOMAIN, HOST)",
+        "mtasts_event" => "2 to 8 arguments (EVENT, DOMAIN, ...)",
         _ => "1 argument (DOMAIN)",
     };
     Reply::Error(format!("{name}: expected {want}, got {argc}"))
@@ -188,6 +189,10 @@ export! {
         [d, host] => with_domain(d, |d| {
             let r = process::with_answer(d, |ans| host_answer(d, host, ans));
             log::debug(|| format!("getmta {d} {} = {:?}", String::from_utf8_lossy(host), r.to_string_lossy()));
+            if r == c"0" {
+                // The delivery to this MX will not happen: RFC 8461 §5.1's re-check.
+                process::delivery_failed(d);
+            }
             Reply::Static(r)
         }, Reply::Static(c"")),
         other => wrong_count("getmta", other.len()),
@@ -204,6 +209,27 @@ export! {
             })
         }, Reply::Static(c"")),
         other => wrong_count("getmx", other.len()),
+    }
+}
+
+export! {
+    /// `${dlfunc{LIB}{mtasts_event}{$event_name}{$domain}...}` from a transport's `event_action`:
+    /// `msg:host:defer` (a delivery attempt failed) under an enforce policy makes the next
+    /// call re-check the policy's `_mta-sts` id (RFC 8461 §5.1). Answers "" (nothing to
+    /// object to); up to six more arguments are accepted and ignored (for the TLS reports
+    /// to come), and other events are ignored.
+    mtasts_event, none_or_empty, |a| match a.as_slice() {
+        [name, d, ..] => {
+            if *name == b"msg:host:defer" {
+                with_domain(d, |d| {
+                    process::delivery_failed(d);
+                    Reply::Static(c"")
+                }, Reply::Static(c""))
+            } else {
+                Reply::Static(c"")
+            }
+        }
+        other => wrong_count("mtasts_event", other.len()),
     }
 }
 

@@ -10,4 +10,4 @@ pub mod ffi;
 pub mod process;
 mod spawn;
 
-pub use ffi::{EximDlfunc, getmta, getmx};
+pub use ffi::{EximDlfunc, getmta, getmx, mtasts_event};

@@ -68,9 +68,8 @@ fn say(cause: Cause, domain: &str, detail: &str, tail: &str) {
 
 static PROCESS: Mutex<Option<Process>> = Mutex::new(None);
 
-/// Computes the answer for `domain` (normalised) and passes it to `f`.
-pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
-    let now = mta_sts_core::clock::now();
+/// This process's state, set up on first use (and afresh in a forked child).
+fn current() -> std::sync::MutexGuard<'static, Option<Process>> {
     // A panic while the lock was held leaves nothing half-done that matters here.
     let mut guard = PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     let generation = sys::fork_generation();
@@ -82,7 +81,36 @@ pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
             store.abandon();
         }
     }
-    let p = guard.get_or_insert_with(Process::start);
+    if guard.is_none() {
+        *guard = Some(Process::start());
+    }
+    guard
+}
+
+/// A delivery to `domain` (normalised) failed under its policy (an MX refused, or TLS
+/// failed): under an enforce policy the next call re-checks the `_mta-sts` id first
+/// ([`decide::recheck_after_failure`], RFC 8461 §5.1).
+pub fn delivery_failed(domain: &str) {
+    let now = mta_sts_core::clock::now();
+    let guard = current();
+    let Some(Process { config: Ok(cfg), store: Ok(store), .. }) = guard.as_ref() else { return };
+    match store.update(domain, |e| decide::recheck_after_failure(e, now, cfg)) {
+        Ok(true) => log::info(&format!(
+            "domain={domain}: a delivery failed under the enforce policy; its _mta-sts id is re-checked \
+             at the next call (RFC 8461 §5.1)"
+        )),
+        Ok(false) => {}
+        Err(e) => log::warn(&format!("domain={domain}: cannot mark the policy for a re-check: {e}")),
+    }
+}
+
+/// Computes the answer for `domain` (normalised) and passes it to `f`.
+pub fn with_answer<R>(domain: &str, mut f: impl FnMut(Answer<'_>) -> R) -> R {
+    let now = mta_sts_core::clock::now();
+    let mut guard = current();
+    let Some(p) = guard.as_mut() else {
+        return f(Answer::Fail);
+    };
     let Ok(cfg) = &p.config else {
         return f(Answer::Fail);
     };

@@ -112,6 +112,25 @@ pub fn sts_hot<'a>(e: &Entry<&'a str>, now: u64, cfg: &Config) -> Option<Answer<
     usable.then(|| fresh(e, cfg))
 }
 
+/// RFC 8461 §5.1: a delivery failed under an enforce policy (an MX the policy does not list,
+/// or TLS the policy requires): "senders SHOULD first check for a new version of the policy
+/// (by querying the "_mta-sts" TXT record) before bouncing". The entry to store so that the
+/// next call re-checks the TXT `id` whatever `recheck_interval` says (refetching on a change),
+/// or `None`: not an enforce policy, a re-check already due, or one forced less than
+/// `fetch_backoff` ago (so a domain that keeps failing costs one TXT query per back-off).
+pub fn recheck_after_failure(e: Entry<&str>, now: u64, cfg: &Config) -> Option<OwnedEntry> {
+    let due = e.kind == Kind::Policy
+        && e.mode == Mode::Enforce
+        && e.checked != 0
+        && now >= e.rechecked.saturating_add(cfg.fetch_backoff());
+    due.then(|| {
+        let mut o = e.to_owned_entry();
+        o.checked = 0;
+        o.rechecked = now;
+        o
+    })
+}
+
 /// The cold path for `domain` (A-label form), given what the store holds: the MTA-STS state
 /// refreshed unless still fresh, and the DANE answer re-checked once stale (SPEC §5).
 /// Returns the entry to store; [`fresh`] of it is the answer.
@@ -134,6 +153,7 @@ pub fn cold(
         Why::Use | Why::Prefetch => now,
         Why::Refresh => cached.map_or(0, |c| c.used),
     };
+    entry.rechecked = cached.map_or(0, |c| c.rechecked);
     if !cfg.dane {
         return entry;
     }

@@ -203,6 +203,7 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         dane: false,
         dane_until: 0,
         used: 0,
+        rechecked: 0,
         id: id.to_owned(),
         mx: p.mx.join(":"),
         report,

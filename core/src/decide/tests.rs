@@ -89,3 +89,29 @@ fn max_age_zero_policy_applies_once_and_is_not_refetched_within_the_backoff() {
     assert_eq!(hot(&after.view(), 200, &strict), Some(Answer::Fail));
     assert_eq!(hot(&after.view(), 400, &cfg), None, "a fetch is due again");
 }
+
+#[test]
+fn a_failed_enforce_delivery_forces_a_recheck_at_most_once_per_backoff() {
+    let cfg = Config { recheck_interval: 3600, ..Config::default() };
+    let t0 = 1_800_000_000;
+    let p = entry(Kind::Policy, t0 + 100_000, t0);
+    assert!(hot(&p.view(), t0 + 400, &cfg).is_some(), "fresh before the failure");
+    let forced = recheck_after_failure(p.view(), t0 + 400, &cfg).unwrap();
+    assert_eq!(hot(&forced.view(), t0 + 400, &cfg), None, "the next call re-checks the TXT id");
+    assert_eq!(recheck_after_failure(forced.view(), t0 + 401, &cfg), None, "already due");
+    // Checked again (checked = now), a new failure within fetch_backoff (300 s) of the
+    // forced re-check forces nothing; after it, it does.
+    let mut again = forced.clone();
+    again.checked = t0 + 402;
+    assert_eq!(recheck_after_failure(again.view(), t0 + 699, &cfg), None);
+    assert!(recheck_after_failure(again.view(), t0 + 700, &cfg).is_some());
+    assert_eq!(
+        (forced.kind, forced.mode, forced.expires, forced.mx.as_str()),
+        (p.kind, p.mode, p.expires, p.mx.as_str())
+    );
+    // Testing and none policies, and other kinds, are never forced.
+    let mut t = p.clone();
+    t.mode = Mode::Testing;
+    assert_eq!(recheck_after_failure(t.view(), t0 + 400, &cfg), None);
+    assert_eq!(recheck_after_failure(entry(Kind::NoSts, t0 + 100_000, 0).view(), t0 + 400, &cfg), None);
+}
