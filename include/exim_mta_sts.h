@@ -61,12 +61,16 @@ int getmta(unsigned char **yield, int argc, unsigned char *argv[]);
 int getmx(unsigned char **yield, int argc, unsigned char *argv[]);
 
 /*
- * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{mtasts_event}{$event_name}{$domain}...}
- *     From a transport's event_action. "msg:host:defer" (a delivery attempt failed) for a
- *     domain under an enforce policy makes the next getmta re-check the policy's
- *     _mta-sts id before answering (RFC 8461 section 5.1), at most once per
- *     fetch_backoff; other events are ignored. Always "" with status OK; up to six more
- *     arguments are accepted and ignored. Fewer than two arguments: ERROR.
+ * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{mtasts_event}{$event_name}{$domain}{$host}
+ *     {$host_address}{$sending_ip_address $sending_port}
+ *     {$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane}{$event_data}}
+ *     From a transport's event_action (the macro MTA_STS_RECORD of exim-config/main.conf).
+ *     msg:delivery, msg:host:defer and dane:fail count the session's TLS outcome for the
+ *     TLS reports (RFC 8460) under the policy in effect; msg:host:defer under an enforce
+ *     policy also makes the next getmta re-check the policy's _mta-sts id (RFC 8461
+ *     section 5.1), at most once per fetch_backoff. Other events are ignored. Always ""
+ *     with status OK; missing trailing arguments read as empty. Fewer than two or more
+ *     than seven arguments: ERROR (Exim 4.96 miscounts a ${dlfunc} given eight).
  */
 int mtasts_event(unsigned char **yield, int argc, unsigned char *argv[]);
 

@@ -13,7 +13,8 @@
 //! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts/`) reports and maintains.
 
 pub use mta_sts_core::{
-    account, cache, cause, clock, config, decide, domain, entry, lmdbfile, log, mx, policy, sys,
+    account, cache, cause, clock, config, decide, domain, entry, lmdbfile, log, mx, policy, sys, tally,
+    tlsevent,
 };
 
 pub mod admin;
@@ -22,5 +23,6 @@ pub mod dns;
 pub mod engine;
 pub mod fetch;
 pub mod probe;
+pub mod report;
 pub mod reseed;
 pub mod shared_db;

@@ -71,6 +71,13 @@ pub struct Config {
     /// or a number. Empty: the owner of the state store's directory, else of the shared
     /// database's directory (the Exim user in a Debian install). Never root.
     pub user: String,
+    /// The TLS report counters (SPEC §10): a third LMDB file, written from Exim's
+    /// transports, read by `exim-mta-sts report`.
+    pub reports: PathBuf,
+    /// `organization-name` of the TLS reports (RFC 8460 §4.4); empty: this host's name.
+    pub report_org: String,
+    /// `contact-info` of the TLS reports: an addr-spec (RFC 8460 §4.4).
+    pub report_contact: String,
 }
 
 impl Default for Config {
@@ -93,6 +100,9 @@ impl Default for Config {
             cold_deadline: 90,
             helper: PathBuf::from("/usr/sbin/exim-mta-sts"),
             user: String::new(),
+            reports: PathBuf::from("/var/spool/exim4/mta-sts-reports.mdb"),
+            report_org: String::new(),
+            report_contact: String::new(),
         }
     }
 }
@@ -304,7 +314,10 @@ mod shipped_example {
                 "dns_timeout",
                 "cold_deadline",
                 "helper",
-                "user"
+                "user",
+                "reports",
+                "report_org",
+                "report_contact"
             ]
         );
     }

@@ -23,3 +23,5 @@ pub mod log;
 pub mod mx;
 pub mod policy;
 pub mod sys;
+pub mod tally;
+pub mod tlsevent;

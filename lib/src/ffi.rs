@@ -12,6 +12,7 @@
 use crate::{exim, process};
 use mta_sts_core::decide::Answer;
 use mta_sts_core::policy::Mode;
+use mta_sts_core::tlsevent::Event;
 use mta_sts_core::{domain, log, mx};
 use std::ffi::{CStr, c_int, c_uchar};
 use std::sync::{Mutex, Once};
@@ -125,7 +126,7 @@ macro_rules! export {
 fn wrong_count(name: &str, argc: impl std::fmt::Display) -> Reply {
     let want = match name {
         "getmta" => "1 or 2 arguments (DOMAIN or DOMAIN, HOST)",
-        "mtasts_event" => "2 to 8 arguments (EVENT, DOMAIN, ...)",
+        "mtasts_event" => "2 to 7 arguments (EVENT, DOMAIN, ...)",
         _ => "1 argument (DOMAIN)",
     };
     Reply::Error(format!("{name}: expected {want}, got {argc}"))
@@ -190,8 +191,11 @@ export! {
             let r = process::with_answer(d, |ans| host_answer(d, host, ans));
             log::debug(|| format!("getmta {d} {} = {:?}", String::from_utf8_lossy(host), r.to_string_lossy()));
             if r == c"0" {
-                // The delivery to this MX will not happen: RFC 8461 §5.1's re-check.
+                // The delivery to this MX will not happen: RFC 8461 §5.1's re-check, and
+                // a failed session for the TLS report (RFC.md A-21).
                 process::delivery_failed(d);
+                let host = String::from_utf8_lossy(host);
+                process::record(d, &Event { name: "mx-refused", host: &host, ..Event::default() });
             }
             Reply::Static(r)
         }, Reply::Static(c"")),
@@ -213,22 +217,36 @@ export! {
 }
 
 export! {
-    /// `${dlfunc{LIB}{mtasts_event}{$event_name}{$domain}...}` from a transport's `event_action`:
-    /// `msg:host:defer` (a delivery attempt failed) under an enforce policy makes the next
-    /// call re-check the policy's `_mta-sts` id (RFC 8461 §5.1). Answers "" (nothing to
-    /// object to); up to six more arguments are accepted and ignored (for the TLS reports
-    /// to come), and other events are ignored.
+    /// `${dlfunc{LIB}{mtasts_event}{$event_name}{$domain}{$host}{$host_address}
+    /// {$sending_ip_address $sending_port}{$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane}
+    /// {$event_data}}` from a transport's `event_action` (SPEC §10): the session's TLS
+    /// outcome is counted for the reports, and `msg:host:defer` under an enforce policy
+    /// makes the next call re-check the policy's `_mta-sts` id (RFC 8461 §5.1). Always
+    /// answers "" (nothing to object to). Missing trailing arguments read as empty. (Seven
+    /// at most: Exim 4.96 miscounts a `${dlfunc}` given the eight it allows.)
     mtasts_event, none_or_empty, |a| match a.as_slice() {
-        [name, d, ..] => {
-            if *name == b"msg:host:defer" {
-                with_domain(d, |d| {
-                    process::delivery_failed(d);
-                    Reply::Static(c"")
-                }, Reply::Static(c""))
-            } else {
-                Reply::Static(c"")
+        [name, d, rest @ ..] if rest.len() <= 5 => with_domain(d, |d| {
+            let text = |i: usize| rest.get(i).map(|b| String::from_utf8_lossy(b)).unwrap_or_default();
+            let name = String::from_utf8_lossy(name);
+            let (host, address, sending, tls, data) = (text(0), text(1), text(2), text(3), text(4));
+            let (ip, port) = sending.split_once(' ').unwrap_or((&sending, ""));
+            if name == "msg:host:defer" {
+                process::delivery_failed(d);
             }
-        }
+            if matches!(&*name, "msg:delivery" | "msg:host:defer" | "dane:fail" | "tcp:close") {
+                let ev = Event {
+                    name: &name,
+                    host: &host,
+                    host_address: &address,
+                    sending_ip: ip,
+                    sending_port: port,
+                    tls: &tls,
+                    data: &data,
+                };
+                process::record(d, &ev);
+            }
+            Reply::Static(c"")
+        }, Reply::Static(c"")),
         other => wrong_count("mtasts_event", other.len()),
     }
 }

@@ -11,6 +11,8 @@ use mta_sts_core::cache::{Entry, Store};
 use mta_sts_core::cause::{Cause, HelperError};
 use mta_sts_core::config::{Config, ConfigError};
 use mta_sts_core::decide::{self, Answer};
+use mta_sts_core::tally::{Session, Tallies};
+use mta_sts_core::tlsevent::{self, Event};
 use mta_sts_core::{log, sys};
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -22,6 +24,8 @@ struct Process {
     config: Result<Config, ConfigError>,
     /// `Err` holds why the store is unusable (already logged once).
     store: Result<Store, String>,
+    /// The TLS report counters, opened on the first event to record (`Err`: why not).
+    tallies: Option<Result<Tallies, String>>,
 }
 
 impl Process {
@@ -37,7 +41,7 @@ impl Process {
                 Err("no configuration".into())
             }
         };
-        Process { fork_generation, config_path, config, store }
+        Process { fork_generation, config_path, config, store, tallies: None }
     }
 }
 
@@ -75,10 +79,13 @@ fn current() -> std::sync::MutexGuard<'static, Option<Process>> {
     let generation = sys::fork_generation();
     if guard.as_ref().is_some_and(|p| p.fork_generation != generation) {
         // A forked child: LMDB handles must not be used (or closed) here.
-        if let Some(old) = guard.take()
-            && let Ok(store) = old.store
-        {
-            store.abandon();
+        if let Some(old) = guard.take() {
+            if let Ok(store) = old.store {
+                store.abandon();
+            }
+            if let Some(Ok(t)) = old.tallies {
+                t.abandon();
+            }
         }
     }
     if guard.is_none() {
@@ -101,6 +108,30 @@ pub fn delivery_failed(domain: &str) {
         )),
         Ok(false) => {}
         Err(e) => log::warn(&format!("domain={domain}: cannot mark the policy for a re-check: {e}")),
+    }
+}
+
+/// Records one SMTP session's TLS outcome for the reports (SPEC §10), as the event `ev`
+/// of a delivery to `domain` (normalised) says it went under the policy the store holds.
+/// Never changes the delivery: a problem is logged.
+pub fn record(domain: &str, ev: &Event<'_>) {
+    let now = mta_sts_core::clock::now();
+    let mut guard = current();
+    let Some(Process { config: Ok(cfg), store: Ok(store), tallies, .. }) = guard.as_mut() else { return };
+    let policy = store.read(domain, |e| e.and_then(|e| tlsevent::policy_of(&e, cfg.dane && e.dane)));
+    let Ok(Some(policy)) = policy else { return };
+    let Some(failure) = tlsevent::outcome(ev, &policy) else { return };
+    let tallies = tallies.get_or_insert_with(|| {
+        Tallies::open(&cfg.reports).map_err(|e| {
+            log::warn(&format!("{e}; TLS report counts are not kept"));
+            e.to_string()
+        })
+    });
+    let Ok(tallies) = tallies else { return };
+    let (day, key) = (mta_sts_core::tally::day_of(now), tlsevent::session_key(ev));
+    let session = Session { day: &day, domain, policy: &policy, key: key.as_deref(), failure };
+    if let Err(e) = tallies.record(&session) {
+        log::warn(&format!("domain={domain}: TLS report count not kept: {e}"));
     }
 }
 

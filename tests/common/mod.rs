@@ -101,7 +101,10 @@ pub fn config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("mta-sts.toml");
     std::fs::write(
         &path,
-        format!("database = \"{0}/shared.mdb\"\nstate = \"{0}/state.mdb\"\n{extra}\n", dir.display()),
+        format!(
+            "database = \"{0}/shared.mdb\"\nstate = \"{0}/state.mdb\"\nreports = \"{0}/reports.mdb\"\n{extra}\n",
+            dir.display()
+        ),
     )
     .unwrap();
     path

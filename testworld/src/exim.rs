@@ -155,7 +155,10 @@ begin retry
     .map_err(|e| e.to_string())?;
     std::fs::write(
         dir.join("mta-sts.toml"),
-        format!("database = \"{0}/db/mta-sts.mdb\"\nstate = \"{0}/db/mta-sts-state.mdb\"\n", dir.display()),
+        format!(
+            "database = \"{0}/db/mta-sts.mdb\"\nstate = \"{0}/db/mta-sts-state.mdb\"\nreports = \"{0}/db/mta-sts-reports.mdb\"\n",
+            dir.display()
+        ),
     )
     .map_err(|e| e.to_string())?;
     Ok(conf)

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 mod check;
 mod helper;
 mod refresh;
+mod report;
 use refresh::refresh;
 
 #[derive(Parser)]
@@ -93,6 +94,15 @@ enum Command {
     Purge,
     /// Drop everything cached about DOMAIN
     Forget { domain: String },
+    /// The TLS reports (RFC 8460) for one UTC day, from what Exim's deliveries recorded
+    Report {
+        /// The day, YYYY-MM-DD [default: yesterday, UTC]
+        #[arg(long)]
+        date: Option<String>,
+        /// Print the JSON reports exactly as they would be sent
+        #[arg(long)]
+        json: bool,
+    },
     /// Internal: the cold path, run by libexim_mta_sts.so (SPEC §9); see helper.rs
     #[command(hide = true)]
     Helper {
@@ -157,6 +167,7 @@ fn run(cli: Cli) -> Outcome {
         Command::Prefetch { file } => prefetch(&cfg, &file, now),
         Command::Purge => purge(&cfg, now),
         Command::Forget { domain } => forget(&cfg, &domain),
+        Command::Report { date, json } => report::report(&cfg, date.as_deref(), json, now),
         Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
 }

@@ -1,0 +1,125 @@
+//! TLS reports (RFC 8460, SPEC §10, issue 11): real deliveries through the shipped
+//! exim-config to real receivers record their TLS outcomes, and `exim-mta-sts report --json`
+//! gives exactly those counts and result types, in §4.4's shape.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+use common::*;
+use serde_json::Value;
+
+/// A domain whose MX is `rx`, with a policy of `mode` listing `listed` (or `rx` itself).
+fn domain(w: &World, d: &str, rx: &Receiver, mode: &str, listed: Option<&str>) {
+    w.zone(
+        d,
+        &format!(
+            "{d} MX 10 {}\n{}_mta-sts.{d} TXT \"v=STSv1; id=r1\"\nmta-sts.{d} A 127.0.1.1\n",
+            rx.name,
+            rx.a_record()
+        ),
+    );
+    w.serve_policy(d, &policy(mode, &[listed.unwrap_or(&rx.name)], 86400), "");
+}
+
+fn report_of<'a>(reports: &'a Value, d: &str) -> &'a Value {
+    let all = reports.as_array().unwrap();
+    let mine: Vec<&Value> = all.iter().filter(|r| r["policies"][0]["policy"]["policy-domain"] == d).collect();
+    assert_eq!(mine.len(), 1, "one report for {d}: {reports:#}");
+    mine[0]
+}
+
+/// (successes, failures, [(result-type, count, reason)]) of a report's only policy.
+fn counts(r: &Value) -> (u64, u64, Vec<(String, u64, String)>) {
+    let p = &r["policies"][0];
+    let details = p["failure-details"].as_array().cloned().unwrap_or_default();
+    (
+        p["summary"]["total-successful-session-count"].as_u64().unwrap(),
+        p["summary"]["total-failure-session-count"].as_u64().unwrap(),
+        details
+            .iter()
+            .map(|f| {
+                (
+                    f["result-type"].as_str().unwrap().to_owned(),
+                    f["failed-session-count"].as_u64().unwrap(),
+                    f["failure-reason-code"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn deliveries_are_counted_with_their_result_types_and_reported_per_day_and_domain() {
+    let w = World::get();
+    let tag = |t: &str| w.unique(&format!("rpt-{t}"));
+    let cases = [
+        ("good", "good", "enforce", false),
+        ("notls", "none", "enforce", false),
+        ("wrongname", "wrong-name", "enforce", false),
+        ("untrusted", "untrusted", "enforce", false),
+        ("unlisted", "good", "enforce", true),
+        ("testing", "untrusted", "testing", false),
+    ];
+    let tx = Sender::new(&w, "rpt");
+    let mut doms = Vec::new();
+    for (name, tls, mode, unlisted) in cases {
+        let d = tag(name);
+        let rx = Receiver::start(&w, &format!("mx.{d}"), tls);
+        let other = format!("elsewhere.{d}");
+        domain(&w, &d, &rx, mode, unlisted.then_some(other.as_str()));
+        tx.send(&format!("user@{d}"));
+        doms.push((name, d, rx));
+    }
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let r = tool(&tx.toml, &["report", "--date", &today, "--json"], "");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let reports = json(&r.out);
+    type Want<'a> = (&'a str, (u64, u64, &'a [(&'a str, u64, &'a str)]));
+    let want: [Want; 6] = [
+        ("good", (1, 0, &[])),
+        ("notls", (0, 1, &[("starttls-not-supported", 1, "")])),
+        ("wrongname", (0, 1, &[("certificate-host-mismatch", 1, "")])),
+        ("untrusted", (0, 1, &[("certificate-not-trusted", 1, "")])),
+        ("unlisted", (0, 1, &[("validation-failure", 1, "mtasts-policy-mx-mismatch")])),
+        ("testing", (0, 1, &[("validation-failure", 1, "certificate not verified")])),
+    ];
+    for ((name, d, rx), (wname, (ok, failed, details))) in doms.iter().zip(want) {
+        assert_eq!(*name, wname);
+        let rep = report_of(&reports, d);
+        let (got_ok, got_failed, got) = counts(rep);
+        assert_eq!((got_ok, got_failed), (ok, failed), "{name}: {rep:#}");
+        assert_eq!(got.len(), details.len(), "{name}: {rep:#}");
+        for ((rt, n, reason), (wrt, wn, wreason)) in got.iter().zip(details) {
+            assert_eq!((rt.as_str(), *n), (*wrt, *wn), "{name}: {rep:#}");
+            // Exim's own words are kept as the reason code; the fixed codes exactly.
+            if !wreason.is_empty() {
+                assert_eq!(reason, wreason, "{name}");
+            } else {
+                assert!(!reason.is_empty(), "{name}: a reason code is given");
+            }
+        }
+        // RFC 8460 §4.4's shape.
+        assert_eq!(rep["date-range"]["start-datetime"], format!("{today}T00:00:00Z"));
+        assert_eq!(rep["date-range"]["end-datetime"], format!("{today}T23:59:59Z"));
+        for key in ["organization-name", "contact-info", "report-id"] {
+            assert!(rep[key].is_string(), "{key}: {rep:#}");
+        }
+        let policy = &rep["policies"][0]["policy"];
+        assert_eq!(policy["policy-type"], "sts");
+        assert!(policy["mx-host"].is_array(), "RFC.md A-20: {policy}");
+        assert_eq!(policy["policy-string"][0], "version: STSv1");
+        if let Some(f) = rep["policies"][0]["failure-details"].as_array().and_then(|a| a.first())
+            && *name != "unlisted"
+        {
+            assert_eq!(f["receiving-ip"], rx.ip.as_str(), "{name}: {f}");
+            assert_eq!(f["receiving-mx-hostname"], rx.name.as_str());
+            assert!(f["sending-mta-ip"].as_str().unwrap().parse::<std::net::IpAddr>().is_ok(), "{f}");
+        }
+    }
+    // Another day has nothing; the text form names each domain.
+    assert_eq!(
+        json(&tool(&tx.toml, &["report", "--date", "2000-01-01", "--json"], "").out),
+        serde_json::json!([])
+    );
+    let text = tool(&tx.toml, &["report", "--date", &today], "").out;
+    assert!(text.contains(&format!("{}  sts  1 successful, 0 failed session(s)", doms[0].1)), "{text}");
+}
