@@ -25,4 +25,5 @@ pub mod fetch;
 pub mod probe;
 pub mod report;
 pub mod reseed;
+pub mod send;
 pub mod shared_db;

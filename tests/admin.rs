@@ -331,6 +331,21 @@ fn shipped_timer_and_cron_line_run_the_refresh() {
     // The options they pass exist.
     let r = tool(Path::new("/nonexistent"), &["refresh", "--jitter", "600", "--help"], "");
     assert_eq!(r.code, 0, "{}", r.err);
+    // And the daily TLS reports: a timer after midnight UTC and a cron line.
+    let service = std::fs::read_to_string(here.join("exim-mta-sts-report.service")).unwrap();
+    assert!(service.lines().any(|l| l == "ExecStart=/usr/sbin/exim-mta-sts report send"), "{service}");
+    assert!(service.contains("User=Debian-exim"));
+    let timer = std::fs::read_to_string(here.join("exim-mta-sts-report.timer")).unwrap();
+    assert!(
+        timer.contains("OnCalendar=*-*-* 00:15:00 UTC") && timer.contains("RandomizedDelaySec="),
+        "{timer}"
+    );
+    assert!(
+        cron.lines()
+            .any(|l| l.starts_with("23 0 * * * Debian-exim ") && l.ends_with("exim-mta-sts report send"))
+    );
+    let r = tool(Path::new("/nonexistent"), &["report", "send", "--help"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
 }
 
 #[test]

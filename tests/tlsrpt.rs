@@ -123,3 +123,76 @@ fn deliveries_are_counted_with_their_result_types_and_reported_per_day_and_domai
     let text = tool(&tx.toml, &["report", "--date", &today], "").out;
     assert!(text.contains(&format!("{}  sts  1 successful, 0 failed session(s)", doms[0].1)), "{text}");
 }
+
+/// The body of the MIME part of `msg` whose Content-Type starts with `ctype`.
+fn part<'a>(msg: &'a str, ctype: &str) -> &'a str {
+    let at = msg.find(&format!("Content-Type: {ctype}")).unwrap_or_else(|| panic!("no {ctype} part: {msg}"));
+    let rest = &msg[at..];
+    let body = &rest[rest.find("\n\n").or_else(|| rest.find("\r\n\r\n")).unwrap()..];
+    let end = body.find("\n--").unwrap_or(body.len());
+    body[..end].trim()
+}
+
+#[test]
+fn report_send_mails_each_report_to_its_rua_once_even_past_a_bad_certificate() {
+    use base64::Engine;
+    use std::io::Read;
+    let w = World::get();
+    let d = w.unique("rpt-send");
+    let rua = w.unique("rpt-rua");
+    let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
+    domain(&w, &d, &rx, "enforce", None);
+    w.zone(&format!("tls-{d}"), &format!("_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@{rua}\"\n"));
+    // The rua domain enforces MTA-STS, and its MX's certificate names another host: report
+    // mail goes anyway (TLS-Required: No, RFC 8460 §3), ordinary mail would not.
+    let rua_rx = Receiver::start(&w, &format!("mx.{rua}"), "wrong-name");
+    domain(&w, &rua, &rua_rx, "enforce", None);
+    let tx = Sender::new(&w, "rpt-send");
+    tx.send(&format!("user@{d}"));
+    let sendmail = format!("{} -C {} -odi -oi -t", debian_exim().display(), tx.conf.display());
+    tx.mta_sts_config(&format!(
+        "report_contact = \"tlsrpt@origin.test\"\nreport_org = \"Origin Test\"\nreport_sendmail = \"{sendmail}\"\n"
+    ));
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let r = tool(&tx.toml, &["report", "send", "--date", &today], "");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(r.out.contains(&format!("{today} {d} tlsrpt@{rua}: sent")), "{}", r.out);
+    let start = std::time::Instant::now();
+    while rua_rx.received() == 0 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(rua_rx.received(), 1, "{}", tx.log());
+    let msg = std::fs::read_to_string(rua_rx.dir.join("mailbox")).unwrap();
+    let unfolded = msg.replace("\n ", " ").replace("\n\t", " ");
+    for header in [
+        format!("TLS-Report-Domain: {d}"),
+        "TLS-Report-Submitter: origin.test".to_owned(),
+        "TLS-Required: No".to_owned(),
+        format!("Subject: Report Domain: {d} Submitter: origin.test Report-ID: <"),
+    ] {
+        assert!(unfolded.contains(&header), "{header} missing: {msg}");
+    }
+    assert!(unfolded.contains("multipart/report") && unfolded.contains("report-type=\"tlsrpt\""), "{msg}");
+    let start_epoch = exim_mta_sts_tool::tally::day_start(&today).unwrap();
+    assert!(
+        msg.contains(&format!("origin.test!{d}!{start_epoch}!{}!", start_epoch + 86_399)),
+        "§5.1 file name: {msg}"
+    );
+    let b64: String = part(&msg, "application/tlsrpt+gzip").split_whitespace().collect();
+    let gz = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+    let sent: Value = serde_json::from_str(&text).unwrap();
+    let shown = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
+    assert_eq!(&sent, report_of(&shown, &d), "the mail carries exactly what report --json shows");
+    assert_eq!(sent["organization-name"], "Origin Test");
+    assert_eq!(sent["contact-info"], "tlsrpt@origin.test");
+    // Once per day and destination.
+    let again = tool(&tx.toml, &["report", "send", "--date", &today], "");
+    assert!(again.out.contains(&format!("{d} tlsrpt@{rua}: already sent")), "{}", again.out);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(rua_rx.received(), 1);
+    // Ordinary mail to the rua domain is still held to its policy.
+    let log = tx.send(&format!("someone@{rua}"));
+    assert!(log.contains(&format!("== someone@{rua} R=mtasts_enforce")), "{log}");
+}

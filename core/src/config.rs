@@ -76,8 +76,13 @@ pub struct Config {
     pub reports: PathBuf,
     /// `organization-name` of the TLS reports (RFC 8460 §4.4); empty: this host's name.
     pub report_org: String,
-    /// `contact-info` of the TLS reports: an addr-spec (RFC 8460 §4.4).
+    /// `contact-info` of the TLS reports: an addr-spec (RFC 8460 §4.4). Nothing is sent
+    /// without it.
     pub report_contact: String,
+    /// The `From:` of report mail; empty: `report_contact`.
+    pub report_from: String,
+    /// The command report mail is handed to (the message on its standard input).
+    pub report_sendmail: String,
 }
 
 impl Default for Config {
@@ -103,6 +108,8 @@ impl Default for Config {
             reports: PathBuf::from("/var/spool/exim4/mta-sts-reports.mdb"),
             report_org: String::new(),
             report_contact: String::new(),
+            report_from: String::new(),
+            report_sendmail: "/usr/sbin/sendmail -oi -t".to_owned(),
         }
     }
 }
@@ -317,7 +324,9 @@ mod shipped_example {
                 "user",
                 "reports",
                 "report_org",
-                "report_contact"
+                "report_contact",
+                "report_from",
+                "report_sendmail"
             ]
         );
     }

@@ -202,6 +202,25 @@ impl Tallies {
         })?)
     }
 
+    /// What `report send` remembers of sending `day`'s report of `domain` to `dest`:
+    /// `ok TIME`, or `failed FIRST-TIME REASON`.
+    pub fn sent(&self, day: &str, domain: &str, dest: &str) -> Result<Option<String>, CacheError> {
+        let txn = self.env.begin_ro_txn()?;
+        let r = match txn.get(self.db, &key(b'x', &[day, domain, dest])) {
+            Ok(v) => Some(String::from_utf8_lossy(v).into_owned()),
+            Err(lmdb::Error::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(r)
+    }
+
+    /// Remembers how sending went (see [`Tallies::sent`]), and flushes the file to disk.
+    pub fn mark_sent(&self, day: &str, domain: &str, dest: &str, what: &str) -> Result<(), CacheError> {
+        let k = key(b'x', &[day, domain, dest]);
+        lmdbfile::write(&self.env, |t| t.put(self.db, &k, &what, WriteFlags::empty()))?;
+        Ok(self.env.sync(true)?)
+    }
+
     /// Every (domain, policy, tally) of `day`.
     pub fn day(&self, day: &str) -> Result<Vec<(String, PolicySeen, Tally)>, CacheError> {
         let txn = self.env.begin_ro_txn()?;
@@ -232,6 +251,24 @@ impl Tallies {
     }
 }
 
+/// The Unix time at which UTC day `day` (`YYYY-MM-DD`) starts.
+pub fn day_start(day: &str) -> Option<u64> {
+    let mut f = day.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (f.next()??, f.next()??, f.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || day.len() != 10 {
+        return None;
+    }
+    // Howard Hinnant's days-from-civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days).ok().map(|d| d * 86_400).filter(|t| day_of(*t) == day)
+}
+
 /// The UTC day (`YYYY-MM-DD`) of a Unix time.
 pub fn day_of(unix: u64) -> String {
     let days = i64::try_from(unix / 86_400).unwrap_or(0);
@@ -259,6 +296,11 @@ mod tests {
         assert_eq!(day_of(951_782_400), "2000-02-29");
         assert_eq!(day_of(1_796_169_600), "2026-12-02");
         assert_eq!(day_of(1_796_256_000), "2026-12-03");
+        for t in [0, 951_782_400, 1_796_169_600] {
+            assert_eq!(day_start(&day_of(t)), Some(t));
+        }
+        assert_eq!(day_start("2026-02-30"), None);
+        assert_eq!(day_start("2026-1-01"), None);
     }
 
     #[test]

@@ -94,8 +94,12 @@ enum Command {
     Purge,
     /// Drop everything cached about DOMAIN
     Forget { domain: String },
-    /// The TLS reports (RFC 8460) for one UTC day, from what Exim's deliveries recorded
+    /// The TLS reports (RFC 8460) for one UTC day, from what Exim's deliveries recorded;
+    /// `report send` mails each to its domain's TLSRPT rua (once per day and destination)
     Report {
+        /// `send`: send the reports
+        #[arg(value_parser = ["send"])]
+        action: Option<String>,
         /// The day, YYYY-MM-DD [default: yesterday, UTC]
         #[arg(long)]
         date: Option<String>,
@@ -167,7 +171,8 @@ fn run(cli: Cli) -> Outcome {
         Command::Prefetch { file } => prefetch(&cfg, &file, now),
         Command::Purge => purge(&cfg, now),
         Command::Forget { domain } => forget(&cfg, &domain),
-        Command::Report { date, json } => report::report(&cfg, date.as_deref(), json, now),
+        Command::Report { action: Some(_), date, .. } => report::send(&cfg, date.as_deref(), now),
+        Command::Report { action: None, date, json } => report::report(&cfg, date.as_deref(), json, now),
         Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
 }

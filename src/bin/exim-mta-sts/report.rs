@@ -3,8 +3,8 @@
 
 use crate::{Failure, Outcome, print_json, usage};
 use exim_mta_sts_tool::config::Config;
-use exim_mta_sts_tool::report;
 use exim_mta_sts_tool::tally::{Tallies, day_of};
+use exim_mta_sts_tool::{report, send};
 use std::process::ExitCode;
 
 /// `YYYY-MM-DD`, or yesterday (UTC).
@@ -15,12 +15,28 @@ fn day(date: Option<&str>, now: u64) -> Result<String, Failure> {
     if ok { Ok(d.to_owned()) } else { Err(usage(format!("--date {d:?}: expected YYYY-MM-DD"))) }
 }
 
-pub(crate) fn report(cfg: &Config, date: Option<&str>, json: bool, now: u64) -> Outcome {
-    let day = day(date, now)?;
+fn open(cfg: &Config) -> Result<Tallies, Failure> {
     if !cfg.reports.exists() {
         return Err(Failure(format!("no TLS report counters at {} yet", cfg.reports.display()), 1));
     }
-    let tallies = Tallies::open(&cfg.reports).map_err(|e| Failure(e.to_string(), 1))?;
+    Tallies::open(&cfg.reports).map_err(|e| Failure(e.to_string(), 1))
+}
+
+/// `report send`: exit 1 when a destination failed.
+pub(crate) fn send(cfg: &Config, date: Option<&str>, now: u64) -> Outcome {
+    let day = day(date, now)?;
+    let tallies = open(cfg)?;
+    let mut store = crate::open_store(cfg, true)?;
+    let sent = send::send_day(cfg, &tallies, &mut store, &day, now).map_err(|e| Failure(e, 1))?;
+    for s in &sent {
+        println!("{day} {} {}: {}", s.domain, s.destination, s.outcome);
+    }
+    Ok(crate::ok_if(!sent.iter().any(|s| s.outcome.starts_with("failed"))))
+}
+
+pub(crate) fn report(cfg: &Config, date: Option<&str>, json: bool, now: u64) -> Outcome {
+    let day = day(date, now)?;
+    let tallies = open(cfg)?;
     let reports = report::reports(cfg, &tallies, &day).map_err(|e| Failure(e, 1))?;
     if json {
         print_json(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>())?;

@@ -1,0 +1,160 @@
+//! `exim-mta-sts report send`: each policy domain's report for one day, gzipped (RFC 8460
+//! §5.1), to the `mailto:` destinations of its TLSRPT record (§5.3: a `multipart/report`
+//! message with `report-type="tlsrpt"`, the §5.1 file name, `TLS-Report-Domain`,
+//! `TLS-Report-Submitter`, the §5.3 Subject, and `TLS-Required: No` so that report mail is
+//! not held to the very policy it reports on, RFC 8460 §3), handed to `report_sendmail`.
+//! Each (day, domain, destination) is sent once; a failed one is tried again on later
+//! runs for 24 hours.
+
+use crate::cache::Store;
+use crate::config::Config;
+use crate::report::{self, Report};
+use crate::tally::{Tallies, day_start};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use mail_builder::MessageBuilder;
+use mail_builder::headers::content_type::ContentType;
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
+use std::io::Write;
+
+/// How one destination went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub domain: String,
+    pub destination: String,
+    /// `sent`, `already sent`, `failed: ...`, `given up: ...` or `skipped: ...`.
+    pub outcome: String,
+}
+
+/// The gzip (RFC 1952) of `bytes`.
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    gz.write_all(bytes).and_then(|()| gz.finish()).map_err(|e| e.to_string())
+}
+
+/// The §5.1 file name: `sender!policy-domain!begin!end!unique.json.gz`.
+pub fn filename(submitter: &str, domain: &str, start: u64, unique: &str) -> String {
+    format!("{submitter}!{domain}!{start}!{}!{unique}.json.gz", start + 86_399)
+}
+
+/// The report message (RFC 8460 §5.3) to `to`.
+pub fn message(
+    cfg: &Config,
+    to: &str,
+    domain: &str,
+    r: &Report,
+    gz: Vec<u8>,
+    file: &str,
+) -> Result<Vec<u8>, String> {
+    let submitter = cfg.report_contact.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+    let from = if cfg.report_from.is_empty() { cfg.report_contact.clone() } else { cfg.report_from.clone() };
+    let text = format!(
+        "This is an aggregate TLS report (RFC 8460) from {} for {domain}, {} to {}.\n",
+        r.organization_name, r.date_range.start_datetime, r.date_range.end_datetime
+    );
+    let body = MimePart::new(
+        ContentType::new("multipart/report").attribute("report-type", "tlsrpt"),
+        vec![
+            MimePart::new("text/plain", text),
+            MimePart::new("application/tlsrpt+gzip", gz).attachment(file.to_owned()),
+        ],
+    );
+    MessageBuilder::new()
+        .from(from.as_str())
+        .to(to)
+        // RFC 8460 §5.3's Subject, as plain ASCII (no encoded-word).
+        .header(
+            "Subject",
+            Raw::new(format!("Report Domain: {domain} Submitter: {submitter} Report-ID: <{}>", r.report_id)),
+        )
+        .header("TLS-Report-Domain", Raw::new(domain.to_owned()))
+        .header("TLS-Report-Submitter", Raw::new(submitter))
+        .header("TLS-Required", Raw::new("No"))
+        .body(body)
+        .write_to_vec()
+        .map_err(|e| e.to_string())
+}
+
+/// Hands `msg` to `report_sendmail`.
+fn sendmail(cfg: &Config, msg: &[u8]) -> Result<(), String> {
+    let mut words = cfg.report_sendmail.split_whitespace();
+    let program = words.next().ok_or("report_sendmail is empty")?;
+    let mut child = std::process::Command::new(program)
+        .args(words)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    child.stdin.take().ok_or("no stdin")?.write_all(msg).map_err(|e| e.to_string())?;
+    let st = child.wait().map_err(|e| e.to_string())?;
+    if st.success() { Ok(()) } else { Err(format!("{program}: {st}")) }
+}
+
+/// Sends `day`'s reports. Destinations come from the state store (the `rua` stored with
+/// each policy).
+pub fn send_day(
+    cfg: &Config,
+    tallies: &Tallies,
+    store: &mut Store,
+    day: &str,
+    now: u64,
+) -> Result<Vec<Sent>, String> {
+    if cfg.report_contact.is_empty() || !cfg.report_contact.contains('@') {
+        return Err("report_contact is not set (an addr-spec): nothing is sent".to_owned());
+    }
+    let start = day_start(day).ok_or_else(|| format!("{day}: not a day"))?;
+    let mut out = Vec::new();
+    for (domain, r) in report::reports(cfg, tallies, day)? {
+        let rua = store
+            .read(&domain, |e| e.map(|e| e.report.to_owned()))
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let dests: Vec<&str> = rua.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+        if dests.is_empty() {
+            out.push(Sent {
+                domain: domain.clone(),
+                destination: String::new(),
+                outcome: "skipped: no rua".into(),
+            });
+        }
+        let json = serde_json::to_vec(&r).map_err(|e| e.to_string())?;
+        for dest in dests {
+            let sent =
+                |outcome: String| Sent { domain: domain.clone(), destination: dest.to_owned(), outcome };
+            let before = tallies.sent(day, &domain, dest).map_err(|e| e.to_string())?;
+            let first_failure = match before.as_deref().map(|b| b.split(' ').collect::<Vec<_>>()) {
+                Some(f) if f.first() == Some(&"ok") => {
+                    out.push(sent("already sent".into()));
+                    continue;
+                }
+                Some(f) => f.get(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now),
+                None => now,
+            };
+            if now > first_failure + 86_400 {
+                out.push(sent("given up: failing for more than 24 hours".into()));
+                continue;
+            }
+            if dest.starts_with("https:") {
+                out.push(sent("skipped: https destinations are not supported yet".into()));
+                continue;
+            }
+            let file = filename(
+                cfg.report_contact.rsplit('@').next().unwrap_or(""),
+                &domain,
+                start,
+                &format!("{now}"),
+            );
+            let result = gzip(&json)
+                .and_then(|gz| message(cfg, dest, &domain, &r, gz, &file))
+                .and_then(|m| sendmail(cfg, &m));
+            let (mark, outcome) = match result {
+                Ok(()) => (format!("ok {now}"), "sent".to_owned()),
+                Err(e) => (format!("failed {first_failure} {e}"), format!("failed: {e}")),
+            };
+            tallies.mark_sent(day, &domain, dest, &mark).map_err(|e| e.to_string())?;
+            out.push(sent(outcome));
+        }
+    }
+    Ok(out)
+}
