@@ -3,8 +3,8 @@
 //! message with `report-type="tlsrpt"`, the §5.1 file name, `TLS-Report-Domain`,
 //! `TLS-Report-Submitter`, the §5.3 Subject, and `TLS-Required: No` so that report mail is
 //! not held to the very policy it reports on, RFC 8460 §3), handed to `report_sendmail`.
-//! Each (day, domain, destination) is sent once; a failed one is tried again on later
-//! runs for 24 hours.
+//! `https:` destinations get a POST of the gzip (§5.4). Each (day, domain, destination) is
+//! sent once; a failed one is tried again on later runs for 24 hours.
 
 use crate::cache::Store;
 use crate::config::Config;
@@ -91,6 +91,30 @@ fn sendmail(cfg: &Config, msg: &[u8]) -> Result<(), String> {
     if st.success() { Ok(()) } else { Err(format!("{program}: {st}")) }
 }
 
+/// POSTs `gz` to an `https:` destination (RFC 8460 §5.4: `application/tlsrpt+gzip`),
+/// with the system's trust store, no redirect, no proxy, one minute at most.
+fn post(url: &str, gz: &[u8]) -> Result<(), String> {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    let tls =
+        TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(RootCerts::PlatformVerifier).build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .https_only(true)
+        .max_redirects(0)
+        .proxy(None)
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .tls_config(tls)
+        .build()
+        .into();
+    let resp = agent
+        .post(url)
+        .header("Content-Type", "application/tlsrpt+gzip")
+        .send(gz)
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status().as_u16();
+    if (200..300).contains(&status) { Ok(()) } else { Err(format!("{url}: HTTP status {status}")) }
+}
+
 /// Sends `day`'s reports. Destinations come from the state store (the `rua` stored with
 /// each policy).
 pub fn send_day(
@@ -135,19 +159,21 @@ pub fn send_day(
                 out.push(sent("given up: failing for more than 24 hours".into()));
                 continue;
             }
-            if dest.starts_with("https:") {
-                out.push(sent("skipped: https destinations are not supported yet".into()));
-                continue;
-            }
             let file = filename(
                 cfg.report_contact.rsplit('@').next().unwrap_or(""),
                 &domain,
                 start,
                 &format!("{now}"),
             );
-            let result = gzip(&json)
-                .and_then(|gz| message(cfg, dest, &domain, &r, gz, &file))
-                .and_then(|m| sendmail(cfg, &m));
+            let result = if dest.starts_with("https://") {
+                gzip(&json).and_then(|gz| post(dest, &gz))
+            } else if dest.contains(':') {
+                Err(format!("{dest}: not a mailto: or https: destination"))
+            } else {
+                gzip(&json)
+                    .and_then(|gz| message(cfg, dest, &domain, &r, gz, &file))
+                    .and_then(|m| sendmail(cfg, &m))
+            };
             let (mark, outcome) = match result {
                 Ok(()) => (format!("ok {now}"), "sent".to_owned()),
                 Err(e) => (format!("failed {first_failure} {e}"), format!("failed: {e}")),

@@ -134,7 +134,7 @@ fn part<'a>(msg: &'a str, ctype: &str) -> &'a str {
 }
 
 #[test]
-fn report_send_mails_each_report_to_its_rua_once_even_past_a_bad_certificate() {
+fn report_send_delivers_each_report_to_its_rua_once_by_mail_past_a_bad_certificate_and_by_https() {
     use base64::Engine;
     use std::io::Read;
     let w = World::get();
@@ -142,7 +142,12 @@ fn report_send_mails_each_report_to_its_rua_once_even_past_a_bad_certificate() {
     let rua = w.unique("rpt-rua");
     let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
     domain(&w, &d, &rx, "enforce", None);
-    w.zone(&format!("tls-{d}"), &format!("_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@{rua}\"\n"));
+    w.zone(
+        &format!("tls-{d}"),
+        &format!(
+            "_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=mailto:tlsrpt@{rua},https://reports.{d}/v1/tlsrpt\"\nreports.{d} A 127.0.1.1\n"
+        ),
+    );
     // The rua domain enforces MTA-STS, and its MX's certificate names another host: report
     // mail goes anyway (TLS-Required: No, RFC 8460 §3), ordinary mail would not.
     let rua_rx = Receiver::start(&w, &format!("mx.{rua}"), "wrong-name");
@@ -157,6 +162,12 @@ fn report_send_mails_each_report_to_its_rua_once_even_past_a_bad_certificate() {
     let r = tool(&tx.toml, &["report", "send", "--date", &today], "");
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     assert!(r.out.contains(&format!("{today} {d} tlsrpt@{rua}: sent")), "{}", r.out);
+    assert!(
+        r.out.contains(&format!("{today} {d} https://reports.{d}/v1/tlsrpt: sent")),
+        "{}{}",
+        r.out,
+        tool(&tx.toml, &["check", &d, "--no-probe", "--json"], "").out
+    );
     let start = std::time::Instant::now();
     while rua_rx.received() == 0 && start.elapsed() < std::time::Duration::from_secs(10) {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -186,10 +197,21 @@ fn report_send_mails_each_report_to_its_rua_once_even_past_a_bad_certificate() {
     let shown = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
     assert_eq!(&sent, report_of(&shown, &d), "the mail carries exactly what report --json shows");
     assert_eq!(sent["organization-name"], "Origin Test");
+    // The https: destination got the same gzip in a POST (RFC 8460 §5.4).
+    let posts = w.dir.join("https").join(format!("reports.{d}")).join("posts");
+    let meta = std::fs::read_to_string(posts.join("0.meta")).unwrap();
+    assert_eq!(meta, "/v1/tlsrpt\napplication/tlsrpt+gzip\n");
+    let mut posted = String::new();
+    flate2::read::GzDecoder::new(&std::fs::read(posts.join("0")).unwrap()[..])
+        .read_to_string(&mut posted)
+        .unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&posted).unwrap(), sent);
     assert_eq!(sent["contact-info"], "tlsrpt@origin.test");
     // Once per day and destination.
     let again = tool(&tx.toml, &["report", "send", "--date", &today], "");
     assert!(again.out.contains(&format!("{d} tlsrpt@{rua}: already sent")), "{}", again.out);
+    assert!(again.out.contains(&format!("{d} https://reports.{d}/v1/tlsrpt: already sent")), "{}", again.out);
+    assert_eq!(std::fs::read_dir(&posts).unwrap().count(), 2, "one POST only");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(rua_rx.received(), 1);
     // Ordinary mail to the rua domain is still held to its policy.

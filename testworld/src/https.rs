@@ -7,6 +7,8 @@
 //!   `trickle_ms=` (one body byte per interval), `pad_to=` (body padded with `#` lines
 //!   to this many bytes), `chunked=1`, `cert=good|wrong-name|untrusted|expired`.
 //!
+//! A POST (a TLS report) is kept in `WORLD/https/<sni>/posts/`.
+//!
 //! Each request is appended to `WORLD/https/<sni>/requests`, so tests can count fetches,
 //! and the uid owning the client's socket (from `/proc/net/tcp`: who really connected,
 //! whatever the client says) to `WORLD/https/<sni>/clients`.
@@ -19,6 +21,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::io::{Read, Write};
+
+mod rw {
+    /// A stream that can be read, written and flushed.
+    pub trait ReadWriteFlush: std::io::Read + std::io::Write {}
+    impl<T: std::io::Read + std::io::Write> ReadWriteFlush for T {}
+}
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -96,6 +104,30 @@ fn socket_uid(peer: SocketAddr) -> Option<u32> {
     })
 }
 
+/// A POST (a TLS report, RFC 8460 §5.4): the body (`Content-Length`, at most 1 MB) is kept
+/// as `WORLD/https/<sni>/posts/N` with its path and Content-Type in `N.meta`; 201 answers.
+fn post(tls: &mut impl rw::ReadWriteFlush, head: &str, dir: &Path, path: &str) -> Option<()> {
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
+    };
+    let len: usize = header("content-length")?.parse().ok().filter(|n| *n <= 1 << 20)?;
+    let mut body = vec![0u8; len];
+    tls.read_exact(&mut body).ok()?;
+    let posts = dir.join("posts");
+    std::fs::create_dir_all(&posts).ok()?;
+    let n = std::fs::read_dir(&posts).map(|d| d.count()).unwrap_or(0) / 2;
+    std::fs::write(
+        posts.join(format!("{n}.meta")),
+        format!("{path}\n{}\n", header("content-type").unwrap_or_default()),
+    )
+    .ok()?;
+    std::fs::write(posts.join(n.to_string()), body).ok()?;
+    tls.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
+    tls.flush().ok()
+}
+
 fn handle(stream: TcpStream, config: Arc<ServerConfig>, root: PathBuf) -> Option<()> {
     stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
     let client_uid = stream.peer_addr().ok().and_then(socket_uid);
@@ -113,6 +145,9 @@ fn handle(stream: TcpStream, config: Arc<ServerConfig>, root: PathBuf) -> Option
     let head = String::from_utf8_lossy(&head).into_owned();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let dir = root.join(&sni);
+    if head.starts_with("POST ") {
+        return post(&mut tls, &head, &dir, &path);
+    }
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("requests")) {
         let _ = writeln!(f, "GET {path}");
     }
