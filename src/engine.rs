@@ -21,6 +21,8 @@ pub struct LiveNet {
     opts: FetchOptions,
     /// `dane_min_ttl` and `negative_ttl` (see [`dane::check`]).
     dane_ttls: (u64, u64),
+    /// Policy fetches attempted (so that a failure is counted for the TLS reports once).
+    pub fetches: u32,
     /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
     /// [`LiveNet::take_unsigned_nx`]).
     unsigned_nx: Option<String>,
@@ -37,6 +39,7 @@ impl LiveNet {
                 require_text_plain: cfg.require_text_plain,
             },
             dane_ttls: (cfg.dane_min_ttl, cfg.negative_ttl),
+            fetches: 0,
             unsigned_nx: None,
         }
     }
@@ -47,6 +50,7 @@ impl LiveNet {
 
     /// The policy fetch with what it saw on the way (for the admin tool's `check`).
     pub fn fetch_report(&mut self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
+        self.fetches += 1;
         let resolver = &self.resolver;
         let opts = &self.opts;
         self.fetcher.get_or_insert_with(|| Fetcher::new(resolver.clone(), opts.clone())).fetch_report(domain)

@@ -218,3 +218,42 @@ fn report_send_delivers_each_report_to_its_rua_once_by_mail_past_a_bad_certifica
     let log = tx.send(&format!("someone@{rua}"));
     assert!(log.contains(&format!("== someone@{rua} R=mtasts_enforce")), "{log}");
 }
+
+#[test]
+fn failed_policy_fetches_are_counted_with_their_sts_result_types() {
+    let w = World::get();
+    let tx = Sender::new(&w, "rpt-fetch");
+    let mut doms = Vec::new();
+    for (name, body, meta, want) in [
+        ("status", "x", "status=500", "sts-policy-fetch-error"),
+        ("invalid", "version: STSv1\nmode: strict\n", "", "sts-policy-invalid"),
+        ("webpki", "x", "cert=untrusted", "sts-webpki-invalid"),
+    ] {
+        let d = w.unique(&format!("rpt-{name}"));
+        w.zone(
+            &d,
+            &format!(
+                "_mta-sts.{d} TXT \"v=STSv1; id=f1\"\nmta-sts.{d} A 127.0.1.1\n_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=mailto:tls@{d}\"\n"
+            ),
+        );
+        w.serve_policy(&d, body, meta);
+        let (out, err) = exim_be(&debian_exim(), &tx.conf, &tx.toml, &dlfunc(&lib_path(), "getmta", &[&d]));
+        assert_eq!(out, "none", "RFC 8461 §3.3: as if no policy: {err}");
+        // A second call within the back-off fetches nothing and counts nothing.
+        let (out, _) = exim_be(&debian_exim(), &tx.conf, &tx.toml, &dlfunc(&lib_path(), "getmta", &[&d]));
+        assert_eq!(out, "none");
+        doms.push((d, want));
+    }
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let reports = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
+    for (d, want) in &doms {
+        let rep = report_of(&reports, d);
+        let (ok, failed, details) = counts(rep);
+        assert_eq!((ok, failed), (0, 1), "{d}: {rep:#}");
+        assert_eq!((details[0].0.as_str(), details[0].1), (*want, 1), "{d}: {rep:#}");
+        assert!(!details[0].2.is_empty(), "a reason: {rep:#}");
+        // Its destination is known, so the report can be sent.
+        let show = json(&tool(&tx.toml, &["show", d, "--json"], "").out);
+        assert_eq!(show["report"], serde_json::json!([format!("tls@{d}")]), "{show:#}");
+    }
+}

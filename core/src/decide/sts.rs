@@ -153,8 +153,30 @@ pub fn refresh(
     };
     match result {
         Ok(fetched) => stored_policy(domain, &id, fetched, now, net),
-        Err(e) => failed_fetch(domain, &id, cached, policy, &e, now, cfg, backing_off),
+        Err(e) => {
+            let mut f = failed_fetch(domain, &id, cached, policy, &e, now, cfg, backing_off);
+            // RFC 8460 §3: who is told of this failure (sts-policy-*), when no cached
+            // policy carries it: asked once per failed fetch, kept while backing off.
+            if f.report.is_empty() {
+                f.report = match cached.filter(|c| !c.report.is_empty()) {
+                    Some(c) if backing_off => c.report.to_owned(),
+                    _ if backing_off => String::new(),
+                    _ => tlsrpt_of(domain, net),
+                };
+            }
+            f
+        }
     }
+}
+
+/// The TLSRPT destinations of `domain` (RFC 8460 §3), in the shared database's form; a
+/// failed lookup gives none.
+fn tlsrpt_of(domain: &str, net: &mut dyn Net) -> String {
+    net.txt(&format!("_smtp._tls.{domain}"))
+        .ok()
+        .and_then(|r| policy::parse_tlsrpt(&r))
+        .map(|t| t.report_value())
+        .unwrap_or_default()
 }
 
 /// RFC.md A-05: a policy with `max_age: 0` (or one shorter than `fetch_backoff`) applied
@@ -179,12 +201,7 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         log::warn(&format!("domain={domain}: max_age above {} clamped", policy::MAX_AGE_LIMIT));
     }
     // RFC 8460 §3: the TLSRPT record; a failed lookup just leaves it empty.
-    let report = net
-        .txt(&format!("_smtp._tls.{domain}"))
-        .ok()
-        .and_then(|r| policy::parse_tlsrpt(&r))
-        .map(|t| t.report_value())
-        .unwrap_or_default();
+    let report = tlsrpt_of(domain, net);
     log::info(&format!(
         "domain={domain} mode={} source=fetch id={id} max_age={} mx={}",
         p.mode.as_str(),

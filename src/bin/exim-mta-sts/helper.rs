@@ -12,9 +12,12 @@
 //! error: log lines, one per line, tagged with their level ([`log::use_pipe`]); the
 //! library writes them to Exim's log. Exit status 0 with an answer, 1 without.
 
+use exim_mta_sts_tool::cache::{Kind, OwnedEntry};
+use exim_mta_sts_tool::cause::Cause;
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::decide::Why;
 use exim_mta_sts_tool::engine::{self, Engine, LiveNet, SharedWrites};
+use exim_mta_sts_tool::tally::{self, Detail, PolicySeen, Session, Tallies};
 use exim_mta_sts_tool::{cache::Store, clock, domain, log, reseed};
 use std::io::Write;
 use std::process::ExitCode;
@@ -57,9 +60,36 @@ pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode
             entry
         }
     };
+    if net.fetches > 0 {
+        count_policy_failure(cfg, &d, &entry, now);
+    }
     let mut out = std::io::stdout().lock();
     match out.write_all(&entry.encode()).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
+    }
+}
+
+/// SPEC §10: a policy fetch that failed in this run is counted for the domain's TLS report
+/// (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`), under the cached
+/// policy when one is kept.
+fn count_policy_failure(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64) {
+    let Some(rt) =
+        entry.cause.verdict(cfg.fetch_failure).result_type.filter(|_| matches!(entry.cause, Cause::Fetch(_)))
+    else {
+        return;
+    };
+    let policy = PolicySeen {
+        kind: "sts".into(),
+        mode: entry.mode.as_str().to_owned(),
+        id: if entry.kind == Kind::Policy { entry.id.clone() } else { entry.failed_id.clone() },
+        mx: entry.mx.clone(),
+        text: entry.text.clone(),
+    };
+    let detail = Detail { reason: entry.note.chars().take(200).collect(), ..Detail::default() };
+    let day = tally::day_of(now);
+    let session = Session { day: &day, domain: d, policy: &policy, key: None, failure: Some((rt, detail)) };
+    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.record(&session)) {
+        log::warn(&format!("domain={d}: TLS report count not kept: {e}"));
     }
 }
