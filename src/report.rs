@@ -117,14 +117,101 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_default()
 }
 
-/// The reports for UTC day `day` (`YYYY-MM-DD`), by policy domain.
-pub fn reports(cfg: &Config, tallies: &Tallies, day: &str) -> Result<Vec<(String, Report)>, String> {
+/// One day's counts: (policy domain, policy, tally).
+pub type Counts = Vec<(String, PolicySeen, Tally)>;
+
+/// This host's counts for `day`, plus those of other hosts' exports (`--merge`).
+pub fn counts(tallies: &Tallies, day: &str, merge: &[Export]) -> Result<Counts, String> {
+    let mut all = tallies.day(day).map_err(|e| e.to_string())?;
+    for e in merge {
+        if e.day != day {
+            return Err(format!("an export of {} (from {}) cannot be merged into {day}", e.day, e.host));
+        }
+        for c in &e.counts {
+            let policy = PolicySeen {
+                kind: c.kind.clone(),
+                mode: c.mode.clone(),
+                id: c.id.clone(),
+                mx: c.mx.clone(),
+                text: c.text.clone(),
+            };
+            let i = match all.iter().position(|(d, p, _)| *d == c.domain && p.key() == policy.key()) {
+                Some(i) => i,
+                None => {
+                    all.push((c.domain.clone(), policy, Tally::default()));
+                    all.len() - 1
+                }
+            };
+            if let Some((_, _, t)) = all.get_mut(i) {
+                t.successes += c.successes;
+                t.failures += c.failures;
+                for d in &c.details {
+                    *t.details.entry(d.detail.clone()).or_default() += d.count;
+                }
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// One host's counters for a day, as `report export` writes them and `report --merge`
+/// reads them (RFC 8460 §4: one report per organisation, not per host).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Export {
+    pub day: String,
+    pub host: String,
+    pub counts: Vec<ExportCount>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExportCount {
+    pub domain: String,
+    pub kind: String,
+    pub mode: String,
+    pub id: String,
+    pub mx: String,
+    pub text: String,
+    pub successes: u64,
+    pub failures: u64,
+    pub details: Vec<ExportDetail>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ExportDetail {
+    #[serde(flatten)]
+    pub detail: crate::tally::Detail,
+    pub count: u64,
+}
+
+/// This host's counters for `day`.
+pub fn export(tallies: &Tallies, day: &str) -> Result<Export, String> {
+    let counts = tallies
+        .day(day)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(domain, p, t)| ExportCount {
+            domain,
+            kind: p.kind,
+            mode: p.mode,
+            id: p.id,
+            mx: p.mx,
+            text: p.text,
+            successes: t.successes,
+            failures: t.failures,
+            details: t.details.into_iter().map(|(detail, count)| ExportDetail { detail, count }).collect(),
+        })
+        .collect();
+    Ok(Export { day: day.to_owned(), host: host_name(), counts })
+}
+
+/// The reports for UTC day `day` (`YYYY-MM-DD`) from `counts`, by policy domain.
+pub fn reports(cfg: &Config, counts: Counts, day: &str) -> Vec<(String, Report)> {
     let mut by_domain: BTreeMap<String, Vec<PolicyReport>> = BTreeMap::new();
-    for (domain, policy, tally) in tallies.day(day).map_err(|e| e.to_string())? {
+    for (domain, policy, tally) in counts {
         by_domain.entry(domain.clone()).or_default().push(policy_report(&domain, &policy, &tally));
     }
     let org = if cfg.report_org.is_empty() { host_name() } else { cfg.report_org.clone() };
-    Ok(by_domain
+    by_domain
         .into_iter()
         .map(|(domain, policies)| {
             let report = Report {
@@ -139,5 +226,5 @@ pub fn reports(cfg: &Config, tallies: &Tallies, day: &str) -> Result<Vec<(String
             };
             (domain, report)
         })
-        .collect())
+        .collect()
 }

@@ -120,6 +120,7 @@ fn post(url: &str, gz: &[u8]) -> Result<(), String> {
 pub fn send_day(
     cfg: &Config,
     tallies: &Tallies,
+    counts: report::Counts,
     store: &mut Store,
     day: &str,
     now: u64,
@@ -129,7 +130,7 @@ pub fn send_day(
     }
     let start = day_start(day).ok_or_else(|| format!("{day}: not a day"))?;
     let mut out = Vec::new();
-    for (domain, r) in report::reports(cfg, tallies, day)? {
+    for (domain, r) in report::reports(cfg, counts, day) {
         let rua = store
             .read(&domain, |e| e.map(|e| e.report.to_owned()))
             .map_err(|e| e.to_string())?

@@ -257,3 +257,48 @@ fn failed_policy_fetches_are_counted_with_their_sts_result_types() {
         assert_eq!(show["report"], serde_json::json!([format!("tls@{d}")]), "{show:#}");
     }
 }
+
+#[test]
+fn two_hosts_send_one_report_per_domain_and_day() {
+    use std::io::Read;
+    let w = World::get();
+    let d = w.unique("rpt-two");
+    let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
+    domain(&w, &d, &rx, "enforce", None);
+    w.zone(
+        &format!("tls-{d}"),
+        &format!("_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=https://reports.{d}/r\"\nreports.{d} A 127.0.1.1\n"),
+    );
+    // Two sending hosts: each its own store and counters.
+    let (a, b) = (Sender::new(&w, "rpt-host-a"), Sender::new(&w, "rpt-host-b"));
+    a.send(&format!("one@{d}"));
+    b.send(&format!("two@{d}"));
+    b.send(&format!("three@{d}"));
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let export = tool(&a.toml, &["report", "export", "--date", &today], "");
+    assert_eq!(export.code, 0, "{}", export.err);
+    let file = w.scratch("rpt-two").join("host-a.json");
+    std::fs::write(&file, &export.out).unwrap();
+    let file = file.display().to_string();
+    let alone = json(&tool(&b.toml, &["report", "--date", &today, "--json"], "").out);
+    assert_eq!(counts(report_of(&alone, &d)).0, 2);
+    let merged = json(&tool(&b.toml, &["report", "--date", &today, "--json", "--merge", &file], "").out);
+    assert_eq!(counts(report_of(&merged, &d)).0, 3, "{merged:#}");
+    // The report sent is the merged one, once.
+    b.mta_sts_config("report_contact = \"tlsrpt@origin.test\"\n");
+    let sent = tool(&b.toml, &["report", "send", "--date", &today, "--merge", &file], "");
+    assert_eq!(sent.code, 0, "{}{}", sent.out, sent.err);
+    let posts = w.dir.join("https").join(format!("reports.{d}")).join("posts");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&std::fs::read(posts.join("0")).unwrap()[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(counts(&report).0, 3, "{report:#}");
+    // An export of another day is refused.
+    let other = export.out.replace(&format!("\"day\": \"{today}\""), "\"day\": \"2000-01-01\"");
+    std::fs::write(&file, other).unwrap();
+    let refused = tool(&b.toml, &["report", "--date", &today, "--merge", &file], "");
+    assert_eq!(refused.code, 1, "{}", refused.out);
+    assert!(refused.err.contains("cannot be merged"), "{}", refused.err);
+}

@@ -37,7 +37,7 @@ pub struct PolicySeen {
 }
 
 /// One failure detail's key (RFC 8460 §4.4 `failure-details`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub struct Detail {
     pub result: String,
     pub sending_ip: String,

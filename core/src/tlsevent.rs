@@ -77,8 +77,8 @@ fn result_type(cause: Cause) -> ResultType {
 
 /// One session's outcome from an event: `None` when the event says nothing to count;
 /// `Some(None)` a success; `Some(Some(..))` a failure with its detail. Each session is
-/// counted by one event: enforce by `msg:delivery` or `msg:host:defer`, testing by
-/// `tcp:close`, DANE by `msg:delivery` or `dane:fail`.
+/// counted by one event: a success by `tcp:close`; an enforce failure by `msg:host:defer`,
+/// a DANE one by `dane:fail`, a testing one by `tcp:close`.
 pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType, Detail)>> {
     let mut parts = ev.tls.split('|');
     let (cipher, verified, dane) =
@@ -109,14 +109,17 @@ pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType
             .unwrap_or(ResultType::ValidationFailure);
             Some(Some((rt, detail(ev.data))))
         }
-        ("msg:delivery", "tlsa", _) => (dane == "yes").then_some(None),
-        // The enforce transport delivers only over verified TLS; its failures come as
-        // msg:host:defer with Exim's words (a DANE failure as dane:fail).
-        ("msg:delivery", "sts", "enforce") => Some(None),
+        // Successes are read when the session closes, in the transport's own process: its
+        // TLS variables and local port are live there, and a session that carried several
+        // messages closes once. (At msg:delivery, raised later in the parent, Exim 4.96 no
+        // longer knows the port nor whether the certificate verified.)
+        ("tcp:close", "tlsa", _) => (dane == "yes").then_some(None),
+        ("tcp:close", "sts", "enforce") => (!cipher.is_empty() && verified == "1").then_some(None),
+        // The enforce transport's failures come as msg:host:defer with Exim's words (a
+        // DANE failure as dane:fail).
         ("msg:host:defer", "sts", "enforce") => tls_failure_of_exim(ev.data).and_then(|t| fail(t, ev.data)),
-        // The testing transport delivers whatever TLS gives; what enforce would have
-        // refused is read when the session closes, while Exim's TLS variables still hold
-        // it (at msg:delivery Exim 4.96 no longer knows whether the certificate verified).
+        // The testing transport delivers whatever TLS gives: what enforce would have
+        // refused is read at the session's close too.
         ("tcp:close", "sts", "testing") if cipher.is_empty() => fail(TlsFailure::NoStarttls, "no STARTTLS"),
         ("tcp:close", "sts", "testing") if verified != "1" => {
             fail(TlsFailure::Other, "certificate not verified")
@@ -132,8 +135,8 @@ pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType
 
 /// The session key (`SENDING-IP:PORT>RECEIVING-IP`), when there was a TCP session.
 pub fn session_key(ev: &Event<'_>) -> Option<String> {
-    (!ev.sending_port.is_empty() && ev.sending_port != "0" && !ev.host_address.is_empty())
-        .then(|| format!("{}:{}>{}", ev.sending_ip, ev.sending_port, ev.host_address))
+    let port = ev.sending_port.parse::<u16>().ok().filter(|p| *p > 0)?;
+    (!ev.host_address.is_empty()).then(|| format!("{}:{port}>{}", ev.sending_ip, ev.host_address))
 }
 
 #[cfg(test)]
@@ -178,9 +181,10 @@ mod tests {
             sending_port: "4000",
         };
         let rt = |o: Option<Option<(ResultType, Detail)>>| o.map(|f| f.map(|(r, _)| r.as_str()));
-        // Enforce: Exim's stale verification flag at msg:delivery does not matter.
-        assert_eq!(rt(outcome(&ev("msg:delivery", "TLS1.3:X|0|no", ""), &sts)), Some(None));
-        assert_eq!(rt(outcome(&ev("tcp:close", "|0|no", ""), &sts)), None, "counted by its msg event");
+        // Enforce: a verified session's close is its success; msg:delivery counts nothing.
+        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|no", ""), &sts)), Some(None));
+        assert_eq!(rt(outcome(&ev("msg:delivery", "TLS1.3:X|1|no", ""), &sts)), None);
+        assert_eq!(rt(outcome(&ev("tcp:close", "|0|no", ""), &sts)), None, "a failure: msg:host:defer");
         let cert = "TLS session: (certificate verification failed): certificate invalid";
         assert_eq!(rt(outcome(&ev("msg:host:defer", "", cert), &sts)), Some(Some("certificate-not-trusted")));
         assert_eq!(rt(outcome(&ev("msg:host:defer", "", "Connection refused"), &sts)), None);
@@ -198,12 +202,14 @@ mod tests {
         assert_eq!(rt(outcome(&ev("mx-refused", "", ""), &sts)), Some(Some("validation-failure")));
         let tlsa = PolicySeen { kind: "tlsa".into(), ..PolicySeen::default() };
         assert_eq!(rt(outcome(&ev("dane:fail", "", "tlsa-invalid"), &tlsa)), Some(Some("tlsa-invalid")));
-        assert_eq!(rt(outcome(&ev("msg:delivery", "TLS1.3:X|1|yes", ""), &tlsa)), Some(None));
+        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|yes", ""), &tlsa)), Some(None));
         assert_eq!(
             rt(outcome(&ev("msg:host:defer", "", "TLS session: x"), &tlsa)),
             None,
             "counted by dane:fail"
         );
         assert_eq!(session_key(&ev("msg:delivery", "", "")).as_deref(), Some("192.0.2.1:4000>192.0.2.9"));
+        let stale = Event { sending_port: "-1", ..ev("msg:delivery", "", "") };
+        assert_eq!(session_key(&stale), None);
     }
 }

@@ -95,11 +95,16 @@ enum Command {
     /// Drop everything cached about DOMAIN
     Forget { domain: String },
     /// The TLS reports (RFC 8460) for one UTC day, from what Exim's deliveries recorded;
-    /// `report send` mails each to its domain's TLSRPT rua (once per day and destination)
+    /// `report send` sends each to its domain's TLSRPT rua (once per day and destination);
+    /// `report export` writes this host's counts, for another host's `--merge`
     Report {
-        /// `send`: send the reports
-        #[arg(value_parser = ["send"])]
+        /// `send` the reports, or `export` this host's counts as JSON
+        #[arg(value_parser = ["send", "export"])]
         action: Option<String>,
+        /// Add other hosts' counts (files written by `report export`): one report per
+        /// organisation, not per host
+        #[arg(long, value_name = "FILE", num_args = 1..)]
+        merge: Vec<PathBuf>,
         /// The day, YYYY-MM-DD [default: yesterday, UTC]
         #[arg(long)]
         date: Option<String>,
@@ -171,8 +176,9 @@ fn run(cli: Cli) -> Outcome {
         Command::Prefetch { file } => prefetch(&cfg, &file, now),
         Command::Purge => purge(&cfg, now),
         Command::Forget { domain } => forget(&cfg, &domain),
-        Command::Report { action: Some(_), date, .. } => report::send(&cfg, date.as_deref(), now),
-        Command::Report { action: None, date, json } => report::report(&cfg, date.as_deref(), json, now),
+        Command::Report { action, date, json, merge } => {
+            report::run(&cfg, action.as_deref(), date.as_deref(), json, &merge, now)
+        }
         Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
 }

@@ -5,6 +5,7 @@ use crate::{Failure, Outcome, print_json, usage};
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::tally::{Tallies, day_of};
 use exim_mta_sts_tool::{report, send};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// `YYYY-MM-DD`, or yesterday (UTC).
@@ -22,22 +23,52 @@ fn open(cfg: &Config) -> Result<Tallies, Failure> {
     Tallies::open(&cfg.reports).map_err(|e| Failure(e.to_string(), 1))
 }
 
-/// `report send`: exit 1 when a destination failed.
-pub(crate) fn send(cfg: &Config, date: Option<&str>, now: u64) -> Outcome {
+/// Reads the `--merge` files.
+fn exports(files: &[PathBuf]) -> Result<Vec<report::Export>, Failure> {
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| usage(format!("{}: not a report export: {e}", f.display())))
+        })
+        .collect()
+}
+
+/// `report`, `report send`, `report export`.
+pub(crate) fn run(
+    cfg: &Config,
+    action: Option<&str>,
+    date: Option<&str>,
+    json: bool,
+    merge: &[PathBuf],
+    now: u64,
+) -> Outcome {
     let day = day(date, now)?;
     let tallies = open(cfg)?;
+    if action == Some("export") {
+        print_json(&report::export(&tallies, &day).map_err(|e| Failure(e, 1))?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let counts = report::counts(&tallies, &day, &exports(merge)?).map_err(|e| Failure(e, 1))?;
+    match action {
+        Some(_) => send(cfg, &tallies, counts, &day, now),
+        None => show(cfg, counts, &day, json),
+    }
+}
+
+/// `report send`: exit 1 when a destination failed.
+fn send(cfg: &Config, tallies: &Tallies, counts: report::Counts, day: &str, now: u64) -> Outcome {
     let mut store = crate::open_store(cfg, true)?;
-    let sent = send::send_day(cfg, &tallies, &mut store, &day, now).map_err(|e| Failure(e, 1))?;
+    let sent = send::send_day(cfg, tallies, counts, &mut store, day, now).map_err(|e| Failure(e, 1))?;
     for s in &sent {
         println!("{day} {} {}: {}", s.domain, s.destination, s.outcome);
     }
     Ok(crate::ok_if(!sent.iter().any(|s| s.outcome.starts_with("failed"))))
 }
 
-pub(crate) fn report(cfg: &Config, date: Option<&str>, json: bool, now: u64) -> Outcome {
-    let day = day(date, now)?;
-    let tallies = open(cfg)?;
-    let reports = report::reports(cfg, &tallies, &day).map_err(|e| Failure(e, 1))?;
+fn show(cfg: &Config, counts: report::Counts, day: &str, json: bool) -> Outcome {
+    let reports = report::reports(cfg, counts, day);
     if json {
         print_json(&reports.iter().map(|(_, r)| r).collect::<Vec<_>>())?;
         return Ok(ExitCode::SUCCESS);
