@@ -115,6 +115,16 @@ fn post(url: &str, gz: &[u8]) -> Result<(), String> {
     if (200..300).contains(&status) { Ok(()) } else { Err(format!("{url}: HTTP status {status}")) }
 }
 
+/// The most destinations one domain's report goes to (RFC 8460 §7, R-8460-32: a `rua` list
+/// must not turn the sender into an amplifier).
+const MAX_DESTINATIONS: usize = 5;
+
+/// Seconds after the first failure before attempt number `attempts + 1`.
+fn retry_wait(attempts: u32) -> u64 {
+    let steps: u64 = (0..attempts.saturating_sub(1)).fold(900, |w, _| (w * 2).min(86_400));
+    if attempts == 0 { 0 } else { steps.min(86_400) }
+}
+
 /// Sends `day`'s reports. Destinations come from the state store (the `rua` stored with
 /// each policy).
 pub fn send_day(
@@ -135,7 +145,8 @@ pub fn send_day(
             .read(&domain, |e| e.map(|e| e.report.to_owned()))
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        let dests: Vec<&str> = rua.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+        let dests: Vec<&str> =
+            rua.split(',').map(str::trim).filter(|d| !d.is_empty()).take(MAX_DESTINATIONS).collect();
         if dests.is_empty() {
             out.push(Sent {
                 domain: domain.clone(),
@@ -148,16 +159,27 @@ pub fn send_day(
             let sent =
                 |outcome: String| Sent { domain: domain.clone(), destination: dest.to_owned(), outcome };
             let before = tallies.sent(day, &domain, dest).map_err(|e| e.to_string())?;
-            let first_failure = match before.as_deref().map(|b| b.split(' ').collect::<Vec<_>>()) {
+            // `failed FIRST ATTEMPTS REASON`: RFC 8460 §5.5 (R-8460-30), retried with
+            // exponential back-off (15 min, 30 min, 1 h, ...) for 24 hours after the first.
+            let (first_failure, attempts) = match before.as_deref().map(|b| b.split(' ').collect::<Vec<_>>())
+            {
                 Some(f) if f.first() == Some(&"ok") => {
                     out.push(sent("already sent".into()));
                     continue;
                 }
-                Some(f) => f.get(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now),
-                None => now,
+                Some(f) => (
+                    f.get(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now),
+                    f.get(2).and_then(|t| t.parse::<u32>().ok()).unwrap_or(1),
+                ),
+                None => (now, 0),
             };
             if now > first_failure + 86_400 {
                 out.push(sent("given up: failing for more than 24 hours".into()));
+                continue;
+            }
+            let next = first_failure + retry_wait(attempts);
+            if attempts > 0 && now < next {
+                out.push(sent(format!("waiting: tried {attempts} time(s), next try after {next}")));
                 continue;
             }
             let file = filename(
@@ -177,11 +199,23 @@ pub fn send_day(
             };
             let (mark, outcome) = match result {
                 Ok(()) => (format!("ok {now}"), "sent".to_owned()),
-                Err(e) => (format!("failed {first_failure} {e}"), format!("failed: {e}")),
+                Err(e) => (format!("failed {first_failure} {} {e}", attempts + 1), format!("failed: {e}")),
             };
             tallies.mark_sent(day, &domain, dest, &mark).map_err(|e| e.to_string())?;
             out.push(sent(outcome));
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially() {
+        // After 1, 2, 3 ... failed attempts: wait 15 min, 30 min, 1 h ... from the first.
+        let waits: Vec<u64> = (0..9).map(retry_wait).collect();
+        assert_eq!(waits, [0, 900, 1800, 3600, 7200, 14_400, 28_800, 57_600, 86_400]);
+    }
 }

@@ -337,12 +337,12 @@ fn shipped_timer_and_cron_line_run_the_refresh() {
     assert!(service.contains("User=Debian-exim"));
     let timer = std::fs::read_to_string(here.join("exim-mta-sts-report.timer")).unwrap();
     assert!(
-        timer.contains("OnCalendar=*-*-* 00:15:00 UTC") && timer.contains("RandomizedDelaySec="),
+        timer.contains("OnCalendar=*-*-* *:15:00 UTC") && timer.contains("RandomizedDelaySec="),
         "{timer}"
     );
     assert!(
         cron.lines()
-            .any(|l| l.starts_with("23 0 * * * Debian-exim ") && l.ends_with("exim-mta-sts report send"))
+            .any(|l| l.starts_with("23 * * * * Debian-exim ") && l.ends_with("exim-mta-sts report send"))
     );
     let r = tool(Path::new("/nonexistent"), &["report", "send", "--help"], "");
     assert_eq!(r.code, 0, "{}", r.err);

@@ -302,3 +302,23 @@ fn two_hosts_send_one_report_per_domain_and_day() {
     assert_eq!(refused.code, 1, "{}", refused.out);
     assert!(refused.err.contains("cannot be merged"), "{}", refused.err);
 }
+
+#[test]
+fn a_failed_destination_is_retried_later_with_back_off_not_at_once() {
+    let w = World::get();
+    let d = w.unique("rpt-retry");
+    let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
+    domain(&w, &d, &rx, "enforce", None);
+    // The rua's host does not exist: the POST fails.
+    w.zone(&format!("tls-{d}"), &format!("_smtp._tls.{d} TXT \"v=TLSRPTv1; rua=https://nowhere.{d}/r\"\n"));
+    let tx = Sender::new(&w, "rpt-retry");
+    tx.send(&format!("user@{d}"));
+    tx.mta_sts_config("report_contact = \"tlsrpt@origin.test\"\n");
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let first = tool(&tx.toml, &["report", "send", "--date", &today], "");
+    assert_eq!(first.code, 1, "a destination failed: {}{}", first.out, first.err);
+    assert!(first.out.contains(&format!("{d} https://nowhere.{d}/r: failed: ")), "{}", first.out);
+    let again = tool(&tx.toml, &["report", "send", "--date", &today], "");
+    assert_eq!(again.code, 0, "{}{}", again.out, again.err);
+    assert!(again.out.contains("waiting: tried 1 time(s), next try after "), "{}", again.out);
+}

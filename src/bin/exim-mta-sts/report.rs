@@ -46,25 +46,47 @@ pub(crate) fn run(
 ) -> Outcome {
     let day = day(date, now)?;
     let tallies = open(cfg)?;
-    if action == Some("export") {
-        print_json(&report::export(&tallies, &day).map_err(|e| Failure(e, 1))?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let counts = report::counts(&tallies, &day, &exports(merge)?).map_err(|e| Failure(e, 1))?;
+    let merged = exports(merge)?;
     match action {
-        Some(_) => send(cfg, &tallies, counts, &day, now),
-        None => show(cfg, counts, &day, json),
+        Some("export") => {
+            print_json(&report::export(&tallies, &day).map_err(|e| Failure(e, 1))?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(_) => {
+            // Without --date: yesterday, and the day before for the retries of failed
+            // destinations (RFC 8460 §5.5: for 24 hours after the first attempt).
+            let mut days = vec![day];
+            if date.is_none() {
+                days.push(day_of(now.saturating_sub(2 * 86_400)));
+            }
+            let mut all_ok = true;
+            for day in days {
+                let counts = report::counts(&tallies, &day, &merged).map_err(|e| Failure(e, 1))?;
+                all_ok &= send(cfg, &tallies, counts, &day, now)?;
+            }
+            Ok(crate::ok_if(all_ok))
+        }
+        None => {
+            let counts = report::counts(&tallies, &day, &merged).map_err(|e| Failure(e, 1))?;
+            show(cfg, counts, &day, json)
+        }
     }
 }
 
-/// `report send`: exit 1 when a destination failed.
-fn send(cfg: &Config, tallies: &Tallies, counts: report::Counts, day: &str, now: u64) -> Outcome {
+/// `report send` of one day; false when a destination failed.
+fn send(
+    cfg: &Config,
+    tallies: &Tallies,
+    counts: report::Counts,
+    day: &str,
+    now: u64,
+) -> Result<bool, Failure> {
     let mut store = crate::open_store(cfg, true)?;
     let sent = send::send_day(cfg, tallies, counts, &mut store, day, now).map_err(|e| Failure(e, 1))?;
     for s in &sent {
         println!("{day} {} {}: {}", s.domain, s.destination, s.outcome);
     }
-    Ok(crate::ok_if(!sent.iter().any(|s| s.outcome.starts_with("failed"))))
+    Ok(!sent.iter().any(|s| s.outcome.starts_with("failed")))
 }
 
 fn show(cfg: &Config, counts: report::Counts, day: &str, json: bool) -> Outcome {
