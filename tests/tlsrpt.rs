@@ -27,6 +27,86 @@ fn report_of<'a>(reports: &'a Value, d: &str) -> &'a Value {
     mine[0]
 }
 
+/// RFC 8460 §4.4's schema, checked by hand: every key of the skeleton with its type, no
+/// other key, the registry's result types, RFC 3339 `Z` date-times, RFC 5952 addresses.
+fn check_schema(r: &Value) {
+    let keys = |v: &Value, allowed: &[&str], required: &[&str]| {
+        let o = v.as_object().unwrap_or_else(|| panic!("not an object: {v}"));
+        for k in o.keys() {
+            assert!(allowed.contains(&k.as_str()), "unknown key {k} in {v}");
+        }
+        for k in required {
+            assert!(o.contains_key(*k), "{k} missing in {v}");
+        }
+    };
+    let top = ["organization-name", "date-range", "contact-info", "report-id", "policies"];
+    keys(r, &top, &top);
+    for k in ["organization-name", "contact-info", "report-id"] {
+        assert!(r[k].is_string(), "{k}");
+    }
+    keys(&r["date-range"], &["start-datetime", "end-datetime"], &["start-datetime", "end-datetime"]);
+    for k in ["start-datetime", "end-datetime"] {
+        let t = r["date-range"][k].as_str().unwrap();
+        assert!(t.len() == 20 && t.ends_with('Z') && t.as_bytes()[10] == b'T', "RFC 3339 with Z: {t}");
+    }
+    let policies = r["policies"].as_array().unwrap();
+    assert!(!policies.is_empty(), "RFC 8460 §4: policies is an array");
+    let types = [
+        "starttls-not-supported",
+        "certificate-host-mismatch",
+        "certificate-expired",
+        "certificate-not-trusted",
+        "validation-failure",
+        "tlsa-invalid",
+        "dnssec-invalid",
+        "dane-required",
+        "sts-policy-fetch-error",
+        "sts-policy-invalid",
+        "sts-webpki-invalid",
+    ];
+    for p in policies {
+        keys(p, &["policy", "summary", "failure-details"], &["policy", "summary"]);
+        let pol = &p["policy"];
+        keys(
+            pol,
+            &["policy-type", "policy-string", "policy-domain", "mx-host"],
+            &["policy-type", "policy-domain"],
+        );
+        assert!(["sts", "tlsa", "no-policy-found"].contains(&pol["policy-type"].as_str().unwrap()));
+        for k in ["policy-string", "mx-host"] {
+            assert!(
+                pol.get(k).is_none_or(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string))),
+                "{k}"
+            );
+        }
+        let sum = ["total-successful-session-count", "total-failure-session-count"];
+        keys(&p["summary"], &sum, &sum);
+        assert!(sum.iter().all(|k| p["summary"][k].is_u64()));
+        for f in p.get("failure-details").and_then(Value::as_array).into_iter().flatten() {
+            let all = [
+                "result-type",
+                "sending-mta-ip",
+                "receiving-mx-hostname",
+                "receiving-mx-helo",
+                "receiving-ip",
+                "failed-session-count",
+                "additional-information",
+                "failure-reason-code",
+            ];
+            keys(f, &all, &["result-type", "failed-session-count"]);
+            assert!(types.contains(&f["result-type"].as_str().unwrap()), "{f}");
+            assert!(f["failed-session-count"].is_u64());
+            for k in ["sending-mta-ip", "receiving-ip"] {
+                if let Some(ip) = f.get(k) {
+                    let ip = ip.as_str().unwrap();
+                    let parsed: std::net::IpAddr = ip.parse().unwrap();
+                    assert_eq!(parsed.to_string(), ip, "RFC 5952 form");
+                }
+            }
+        }
+    }
+}
+
 /// (successes, failures, [(result-type, count, reason)]) of a report's only policy.
 fn counts(r: &Value) -> (u64, u64, Vec<(String, u64, String)>) {
     let p = &r["policies"][0];
@@ -73,6 +153,9 @@ fn deliveries_are_counted_with_their_result_types_and_reported_per_day_and_domai
     let r = tool(&tx.toml, &["report", "--date", &today, "--json"], "");
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let reports = json(&r.out);
+    for rep in reports.as_array().unwrap() {
+        check_schema(rep);
+    }
     type Want<'a> = (&'a str, (u64, u64, &'a [(&'a str, u64, &'a str)]));
     let want: [Want; 6] = [
         ("good", (1, 0, &[])),
@@ -194,6 +277,7 @@ fn report_send_delivers_each_report_to_its_rua_once_by_mail_past_a_bad_certifica
     let mut text = String::new();
     flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
     let sent: Value = serde_json::from_str(&text).unwrap();
+    check_schema(&sent);
     let shown = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
     assert_eq!(&sent, report_of(&shown, &d), "the mail carries exactly what report --json shows");
     assert_eq!(sent["organization-name"], "Origin Test");
@@ -248,6 +332,7 @@ fn failed_policy_fetches_are_counted_with_their_sts_result_types() {
     let reports = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
     for (d, want) in &doms {
         let rep = report_of(&reports, d);
+        check_schema(rep);
         let (ok, failed, details) = counts(rep);
         assert_eq!((ok, failed), (0, 1), "{d}: {rep:#}");
         assert_eq!((details[0].0.as_str(), details[0].1), (*want, 1), "{d}: {rep:#}");
