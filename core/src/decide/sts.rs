@@ -208,27 +208,15 @@ fn stored_policy(domain: &str, id: &str, fetched: Fetched, now: u64, net: &mut d
         p.max_age,
         p.mx.join(":")
     ));
-    OwnedEntry {
-        kind: Kind::Policy,
-        mode: p.mode,
-        // RFC 8461 §3.2: cached "for up to this value from the last policy fetch time".
-        expires: now.saturating_add(p.max_age),
-        checked: now,
-        fetched: now,
-        retry_after: 0,
-        shared_retry: 0,
-        dane: false,
-        dane_until: 0,
-        used: 0,
-        rechecked: 0,
-        id: id.to_owned(),
-        mx: p.mx.join(":"),
-        report,
-        text: fetched.text,
-        cause: Cause::None,
-        note: String::new(),
-        failed_id: String::new(),
-    }
+    // RFC 8461 §3.2: cached "for up to this value from the last policy fetch time".
+    let mut e = OwnedEntry::bare(Kind::Policy, now.saturating_add(p.max_age), now);
+    e.mode = p.mode;
+    e.fetched = now;
+    e.id = id.to_owned();
+    e.mx = p.mx.join(":");
+    e.report = report;
+    e.text = fetched.text;
+    e
 }
 
 #[allow(clippy::too_many_arguments)]
