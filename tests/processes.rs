@@ -282,6 +282,8 @@ fn the_library_links_the_system_liblmdb() {
 fn the_library_carries_no_tls_http_or_dns_code_and_loads_no_unwinder_library() {
     // SPEC §9: the network crates live in the helper only.
     let so = std::fs::read(lib_path()).unwrap();
+    // Issue 10: at most 1 MB (10^6 bytes) stripped.
+    assert!(so.len() <= 1_000_000, "{} is {} bytes", lib_path().display(), so.len());
     let helper = std::fs::read("/usr/sbin/exim-mta-sts").unwrap();
     let has = |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
     // Crate source paths (panic locations): present in the helper, absent from the library.
