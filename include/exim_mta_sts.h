@@ -65,7 +65,7 @@ int getmx(unsigned char **yield, int argc, unsigned char *argv[]);
  *     {$host_address}{$sending_ip_address $sending_port}
  *     {$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane}{$event_data}}
  *     From a transport's event_action (the macro MTA_STS_RECORD of exim-config/main.conf).
- *     msg:delivery, msg:host:defer and dane:fail count the session's TLS outcome for the
+ *     smtp:ehlo, msg:host:defer and dane:fail count the session's TLS outcome for the
  *     TLS reports (RFC 8460) under the policy in effect; msg:host:defer under an enforce
  *     policy also makes the next getmta re-check the policy's _mta-sts id (RFC 8461
  *     section 5.1), at most once per fetch_backoff. Other events are ignored. Always ""

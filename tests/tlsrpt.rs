@@ -407,3 +407,44 @@ fn a_failed_destination_is_retried_later_with_back_off_not_at_once() {
     assert_eq!(again.code, 0, "{}{}", again.out, again.err);
     assert!(again.out.contains("waiting: tried 1 time(s), next try after "), "{}", again.out);
 }
+
+#[test]
+fn a_session_that_carries_several_messages_counts_once() {
+    use std::io::Write;
+    let w = World::get();
+    let d = w.unique("rpt-session");
+    let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
+    domain(&w, &d, &rx, "enforce", None);
+    let tx = Sender::new(&w, "rpt-session");
+    // Three messages queued, then a two-stage queue run (-qq): Exim routes them all first,
+    // then carries them to the host over one connection.
+    for n in 0..3 {
+        let mut child = std::process::Command::new(debian_exim())
+            .arg("-C")
+            .arg(&tx.conf)
+            .args(["-odq", "-f", "sender@origin.test", &format!("user{n}@{d}")])
+            .env("EXIM_MTA_STS_CONFIG", &tx.toml)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"Subject: queued\n\nhello\n").unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    let st = std::process::Command::new(debian_exim())
+        .arg("-C")
+        .arg(&tx.conf)
+        .arg("-qqff")
+        .env("EXIM_MTA_STS_CONFIG", &tx.toml)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(tx.queued(), 0, "{}", tx.log());
+    let log = rx.log();
+    assert_eq!(log.matches("TCP/IP connection count").count(), 1, "one SMTP session: {log}");
+    assert_eq!(log.matches(" <= sender@origin.test").count(), 3, "three messages over it: {log}");
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let r = tool(&tx.toml, &["report", "--date", &today, "--json"], "");
+    assert_eq!(r.code, 0, "{}{}\n{}", r.out, r.err, tx.log());
+    let reports = json(&r.out);
+    assert_eq!(counts(report_of(&reports, &d)), (1, 0, vec![]), "one session, counted once");
+}

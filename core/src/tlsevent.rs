@@ -77,12 +77,12 @@ fn result_type(cause: Cause) -> ResultType {
 
 /// One session's outcome from an event: `None` when the event says nothing to count;
 /// `Some(None)` a success; `Some(Some(..))` a failure with its detail. Each session is
-/// counted by one event: a success by `tcp:close`; an enforce failure by `msg:host:defer`,
-/// a DANE one by `dane:fail`, a testing one by `tcp:close`.
+/// counted by one event: a success by `smtp:ehlo` after STARTTLS; an enforce failure by
+/// `msg:host:defer`, a DANE one by `dane:fail`, a testing one by `smtp:ehlo`.
 pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType, Detail)>> {
     let mut parts = ev.tls.split('|');
-    let (cipher, verified, dane) =
-        (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    // (The third part, $tls_out_dane, is not needed: see the smtp:ehlo arms.)
+    let (cipher, verified) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let detail = |reason: &str| Detail {
         result: String::new(),
         sending_ip: ev.sending_ip.to_owned(),
@@ -109,28 +109,40 @@ pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType
             .unwrap_or(ResultType::ValidationFailure);
             Some(Some((rt, detail(ev.data))))
         }
-        // Successes are read when the session closes, in the transport's own process: its
-        // TLS variables and local port are live there, and a session that carried several
-        // messages closes once. (At msg:delivery, raised later in the parent, Exim 4.96 no
-        // longer knows the port nor whether the certificate verified.)
-        ("tcp:close", "tlsa", _) => (dane == "yes").then_some(None),
-        ("tcp:close", "sts", "enforce") => (!cipher.is_empty() && verified == "1").then_some(None),
+        // Successes are read at the EHLO after STARTTLS, in the transport's own process:
+        // its TLS variables and local port are live there, once per connection (a
+        // connection Exim carries over to more messages sends no new EHLO). At msg:delivery,
+        // raised in the parent, Exim 4.96 knows neither, and at tcp:close of a carried-over
+        // connection it has forgotten the verification. The enforce and DANE transports
+        // abort a session whose certificate does not verify, so TLS there is verified TLS.
+        ("smtp:ehlo", "tlsa", _) | ("smtp:ehlo", "sts", "enforce") => (!cipher.is_empty()).then_some(None),
         // The enforce transport's failures come as msg:host:defer with Exim's words (a
         // DANE failure as dane:fail).
         ("msg:host:defer", "sts", "enforce") => tls_failure_of_exim(ev.data).and_then(|t| fail(t, ev.data)),
-        // The testing transport delivers whatever TLS gives: what enforce would have
-        // refused is read at the session's close too.
-        ("tcp:close", "sts", "testing") if cipher.is_empty() => fail(TlsFailure::NoStarttls, "no STARTTLS"),
-        ("tcp:close", "sts", "testing") if verified != "1" => {
+        // The testing transport delivers whatever TLS gives; what enforce would have
+        // refused is read at the EHLO too: before STARTTLS only when none is offered.
+        ("smtp:ehlo", "sts", "testing") if cipher.is_empty() => (!offers_starttls(ev.data))
+            .then(|| fail(TlsFailure::NoStarttls, "STARTTLS not offered"))
+            .flatten(),
+        ("smtp:ehlo", "sts", "testing") if verified != "1" => {
             fail(TlsFailure::Other, "certificate not verified")
         }
-        ("tcp:close", "sts", "testing") => Some(None),
+        ("smtp:ehlo", "sts", "testing") => Some(None),
         // RFC.md A-21: an MX the policy does not list.
         ("mx-refused", "sts", _) => {
             Some(Some((ResultType::ValidationFailure, detail("mtasts-policy-mx-mismatch"))))
         }
         _ => None,
     }
+}
+
+/// Does an EHLO response offer STARTTLS?
+fn offers_starttls(ehlo: &str) -> bool {
+    ehlo.lines().any(|l| {
+        l.get(4..)
+            .and_then(|k| k.split_whitespace().next())
+            .is_some_and(|k| k.eq_ignore_ascii_case("STARTTLS"))
+    })
 }
 
 /// The session key (`SENDING-IP:PORT>RECEIVING-IP`), when there was a TCP session.
@@ -181,28 +193,32 @@ mod tests {
             sending_port: "4000",
         };
         let rt = |o: Option<Option<(ResultType, Detail)>>| o.map(|f| f.map(|(r, _)| r.as_str()));
-        // Enforce: a verified session's close is its success; msg:delivery counts nothing.
-        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|no", ""), &sts)), Some(None));
+        let plain = "250-mx.a.example Hello\n250-STARTTLS\n250 HELP";
+        let bare = "250-mx.a.example Hello\n250 HELP";
+        // Enforce: the EHLO after STARTTLS is its success; msg:delivery counts nothing.
+        assert_eq!(rt(outcome(&ev("smtp:ehlo", "TLS1.3:X|0|no", bare), &sts)), Some(None));
+        assert_eq!(rt(outcome(&ev("smtp:ehlo", "|0|no", plain), &sts)), None, "before STARTTLS");
         assert_eq!(rt(outcome(&ev("msg:delivery", "TLS1.3:X|1|no", ""), &sts)), None);
-        assert_eq!(rt(outcome(&ev("tcp:close", "|0|no", ""), &sts)), None, "a failure: msg:host:defer");
+        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|no", ""), &sts)), None);
         let cert = "TLS session: (certificate verification failed): certificate invalid";
         assert_eq!(rt(outcome(&ev("msg:host:defer", "", cert), &sts)), Some(Some("certificate-not-trusted")));
         assert_eq!(rt(outcome(&ev("msg:host:defer", "", "Connection refused"), &sts)), None);
-        // Testing: the session as it closes.
-        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|no", ""), &testing)), Some(None));
+        // Testing: the EHLO tells.
+        assert_eq!(rt(outcome(&ev("smtp:ehlo", "TLS1.3:X|1|no", bare), &testing)), Some(None));
+        assert_eq!(rt(outcome(&ev("smtp:ehlo", "|0|no", plain), &testing)), None, "STARTTLS follows");
         assert_eq!(
-            rt(outcome(&ev("tcp:close", "|0|no", ""), &testing)),
+            rt(outcome(&ev("smtp:ehlo", "|0|no", bare), &testing)),
             Some(Some("starttls-not-supported"))
         );
         assert_eq!(
-            rt(outcome(&ev("tcp:close", "TLS1.3:X|0|no", ""), &testing)),
+            rt(outcome(&ev("smtp:ehlo", "TLS1.3:X|0|no", bare), &testing)),
             Some(Some("validation-failure"))
         );
         assert_eq!(rt(outcome(&ev("msg:delivery", "TLS1.3:X|0|no", ""), &testing)), None);
         assert_eq!(rt(outcome(&ev("mx-refused", "", ""), &sts)), Some(Some("validation-failure")));
         let tlsa = PolicySeen { kind: "tlsa".into(), ..PolicySeen::default() };
         assert_eq!(rt(outcome(&ev("dane:fail", "", "tlsa-invalid"), &tlsa)), Some(Some("tlsa-invalid")));
-        assert_eq!(rt(outcome(&ev("tcp:close", "TLS1.3:X|1|yes", ""), &tlsa)), Some(None));
+        assert_eq!(rt(outcome(&ev("smtp:ehlo", "TLS1.3:X|0|no", ""), &tlsa)), Some(None));
         assert_eq!(
             rt(outcome(&ev("msg:host:defer", "", "TLS session: x"), &tlsa)),
             None,

@@ -233,7 +233,7 @@ export! {
             if name == "msg:host:defer" {
                 process::delivery_failed(d);
             }
-            if matches!(&*name, "msg:delivery" | "msg:host:defer" | "dane:fail" | "tcp:close") {
+            if matches!(&*name, "smtp:ehlo" | "msg:host:defer" | "dane:fail") {
                 let ev = Event {
                     name: &name,
                     host: &host,
