@@ -448,3 +448,26 @@ fn a_session_that_carries_several_messages_counts_once() {
     let reports = json(&r.out);
     assert_eq!(counts(report_of(&reports, &d)), (1, 0, vec![]), "one session, counted once");
 }
+
+#[test]
+fn a_dane_domain_whose_tlsa_does_not_match_is_reported_as_a_tlsa_failure() {
+    let w = World::get();
+    // mismatch.sec.test (scripts/world-dnssec): signed MX on 127.0.4.6 whose TLSA record is
+    // another certificate's; the receiver there presents its own, valid, certificate.
+    let rx = Receiver::start_at(&w, "mx.mismatch.sec.test", "127.0.4.6", "good");
+    let mut tx = Sender::new(&w, "rpt-dane");
+    tx.validating = true;
+    let log = tx.send("bob@mismatch.sec.test");
+    assert!(log.contains("== bob@mismatch.sec.test R=mtasts_dane T=remote_smtp_mtasts_dane"), "{log}");
+    assert_eq!(rx.received(), 0);
+    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let reports = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
+    let rep = report_of(&reports, "mismatch.sec.test");
+    check_schema(rep);
+    assert_eq!(rep["policies"][0]["policy"]["policy-type"], "tlsa", "{rep:#}");
+    let (ok, failed, details) = counts(rep);
+    assert_eq!((ok, failed, details.len()), (0, 1, 1), "{rep:#}");
+    // SPEC §10: Exim's own dane:fail result; Exim 4.96 (GnuTLS) says "validation-failure"
+    // for a certificate that matches no TLSA record.
+    assert_eq!(details[0].0, "validation-failure", "{rep:#}");
+}
