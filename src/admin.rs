@@ -8,6 +8,21 @@ use crate::cause::{Cause, DnsError, FetchError};
 use crate::probe::Probe;
 use std::time::{Duration, Instant};
 
+/// Probes one MX host: as Exim's DANE would (its authenticated TLSA records) when DANE
+/// applies, else as the enforce transport would.
+fn probe_host(resolver: &crate::dns::Resolver, host: &str, until: Instant, dane: bool) -> Probe {
+    if !dane {
+        return crate::probe::probe(resolver, host, until);
+    }
+    match resolver.tlsa_data(&format!("_25._tcp.{host}")) {
+        Ok(a) if a.authentic && !a.items.is_empty() => {
+            crate::probe::probe_dane(resolver, host, until, &a.items)
+        }
+        Ok(_) => Probe::Unreachable(format!("{host}: no DNSSEC-authenticated TLSA records")),
+        Err(e) => Probe::Unreachable(e.to_string()),
+    }
+}
+
 /// The longest one MX host's probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 use crate::config::Config;
@@ -234,10 +249,10 @@ pub fn check(cfg: &Config, domain: &str, now: u64, probe: bool) -> CheckReport {
                     allowed: sts_patterns
                         .as_ref()
                         .map(|p| mx::host_allowed(p.iter().map(String::as_str), host.as_bytes())),
-                    // RFC 8461 §2: with DANE, Exim's DANE checks the MX (TLSA), not this probe.
-                    probe: (probe && !entry.dane).then(|| {
+                    // RFC 8461 §2: with DANE, the MX is checked as Exim's DANE checks it.
+                    probe: probe.then(|| {
                         let until = deadline.min(Instant::now() + PROBE_TIMEOUT);
-                        ProbeReport::of(crate::probe::probe(net.resolver(), &host, until), cfg)
+                        ProbeReport::of(probe_host(net.resolver(), &host, until, entry.dane), cfg)
                     }),
                     preference,
                     host,
@@ -276,6 +291,16 @@ pub fn check(cfg: &Config, domain: &str, now: u64, probe: bool) -> CheckReport {
         }
     }
 
+    if entry.dane {
+        for h in &mx_hosts {
+            if let Some(r) = h.probe.as_ref().filter(|r| r.result != "ok" && r.result != "unreachable") {
+                problems.push(format!(
+                    "MX host {}: {}: {}; a DANE delivery there defers",
+                    h.host, r.result, r.detail
+                ));
+            }
+        }
+    }
     let answer = decide::fresh(&entry.view(), cfg);
     let why = match (&answer, entry.kind) {
         (Answer::Dane { .. }, _) => format!("DANE applies: {}", dane.why),

@@ -22,6 +22,15 @@ pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 pub use crate::cause::DnsError;
 
+/// One TLSA record (RFC 6698 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: Vec<u8>,
+}
+
 /// A definite answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer<T> {
@@ -165,6 +174,19 @@ impl Resolver {
     pub fn tlsa(&self, name: &str) -> Result<Answer<(u8, u8, u8)>, DnsError> {
         self.lookup(name, RecordType::TLSA, |data| match data {
             RData::TLSA(t) => Some((u8::from(t.cert_usage), u8::from(t.selector), u8::from(t.matching))),
+            _ => None,
+        })
+    }
+
+    /// TLSA records of `name` with their association data (for `check`'s DANE probe).
+    pub fn tlsa_data(&self, name: &str) -> Result<Answer<Tlsa>, DnsError> {
+        self.lookup(name, RecordType::TLSA, |data| match data {
+            RData::TLSA(t) => Some(Tlsa {
+                usage: u8::from(t.cert_usage),
+                selector: u8::from(t.selector),
+                matching: u8::from(t.matching),
+                data: t.cert_data.clone(),
+            }),
             _ => None,
         })
     }

@@ -6,11 +6,15 @@
 //! `STARTTLS` and `QUIT`.
 
 use crate::cause::TlsFailure;
-use crate::dns::Resolver;
-use rustls::pki_types::ServerName;
+use crate::dns::{Resolver, Tlsa};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How a probe of one MX host went.
@@ -27,8 +31,28 @@ pub enum Probe {
 /// Longest SMTP reply accepted, in bytes.
 const MAX_REPLY: usize = 16 << 10;
 
+/// How the probe checks the certificate.
+#[derive(Clone, Copy)]
+enum Check<'a> {
+    /// As the enforce transport: the system's roots, the MX name, the dates.
+    WebPki,
+    /// As Exim's DANE: a TLSA record must match the chain (RFC 7672).
+    Dane(&'a [Tlsa]),
+}
+
 /// Probes `host` (A-label form), giving up at `deadline`.
 pub fn probe(resolver: &Resolver, host: &str, deadline: Instant) -> Probe {
+    probe_with(resolver, host, deadline, Check::WebPki)
+}
+
+/// Probes the DANE host `host` against its (DNSSEC-authenticated) TLSA records: usable
+/// DANE-EE(3) records are matched against the server's certificate, DANE-TA(2) ones against
+/// the rest of its chain (RFC 7672 §3.1; the name check DANE-TA also asks is not made here).
+pub fn probe_dane(resolver: &Resolver, host: &str, deadline: Instant, tlsa: &[Tlsa]) -> Probe {
+    probe_with(resolver, host, deadline, Check::Dane(tlsa))
+}
+
+fn probe_with(resolver: &Resolver, host: &str, deadline: Instant, check: Check<'_>) -> Probe {
     let addrs = match resolver.addrs(host) {
         Ok(a) if !a.is_empty() => a,
         Ok(_) => return Probe::Unreachable(format!("{host} has no address")),
@@ -42,7 +66,7 @@ pub fn probe(resolver: &Resolver, host: &str, deadline: Instant) -> Probe {
             return Probe::Unreachable(format!("not probed within the deadline ({last})"));
         }
         match TcpStream::connect_timeout(&addr, left) {
-            Ok(sock) => return session(sock, host, &addr.ip().to_string(), deadline),
+            Ok(sock) => return session(sock, host, &addr.ip().to_string(), deadline, check),
             Err(e) => last = format!("{addr}: {e}"),
         }
     }
@@ -69,7 +93,7 @@ fn reply(r: &mut impl BufRead) -> Result<(u16, Vec<String>), String> {
     }
 }
 
-fn session(sock: TcpStream, host: &str, address: &str, deadline: Instant) -> Probe {
+fn session(sock: TcpStream, host: &str, address: &str, deadline: Instant, check: Check<'_>) -> Probe {
     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let _ = sock.set_read_timeout(Some(left));
     let _ = sock.set_write_timeout(Some(left));
@@ -113,23 +137,29 @@ fn session(sock: TcpStream, host: &str, address: &str, deadline: Instant) -> Pro
     if !reader.buffer().is_empty() {
         return failed(TlsFailure::Other, format!("{address}: data sent before the TLS handshake"));
     }
-    match handshake(reader.into_inner(), host) {
+    match handshake(reader.into_inner(), host, check) {
         Ok(tls) => Probe::Ok { address: address.to_owned(), tls },
         Err((failure, reason)) => failed(failure, format!("{address}: {reason}")),
     }
 }
 
-/// The TLS handshake as the enforce transport does it: SNI and name check on `host`.
-fn handshake(sock: TcpStream, host: &str) -> Result<String, (TlsFailure, String)> {
+/// The TLS handshake (SNI `host`), the certificate checked as `check` says.
+fn handshake(sock: TcpStream, host: &str, check: Check<'_>) -> Result<String, (TlsFailure, String)> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let other = |e: String| (TlsFailure::Other, e);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| other(e.to_string()))?
-        .with_platform_verifier()
-        .map_err(|e| other(e.to_string()))?
-        .with_no_client_auth();
+        .map_err(|e| other(e.to_string()))?;
+    let capture = Arc::new(Capture { provider, chain: Mutex::new(Vec::new()) });
+    let config = match check {
+        Check::WebPki => {
+            builder.with_platform_verifier().map_err(|e| other(e.to_string()))?.with_no_client_auth()
+        }
+        Check::Dane(_) => {
+            builder.dangerous().with_custom_certificate_verifier(capture.clone()).with_no_client_auth()
+        }
+    };
     let name = ServerName::try_from(host.to_owned()).map_err(|e| other(format!("{host}: {e}")))?;
     let conn = rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| other(e.to_string()))?;
     let mut tls = rustls::StreamOwned::new(conn, sock);
@@ -142,7 +172,105 @@ fn handshake(sock: TcpStream, host: &str) -> Result<String, (TlsFailure, String)
     let _ = tls.flush();
     let version = tls.conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
     let suite = tls.conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite())).unwrap_or_default();
+    if let Check::Dane(records) = check {
+        let chain = capture.chain.lock().map(|c| c.clone()).unwrap_or_default();
+        if !tlsa_matches(&chain, records) {
+            return Err((
+                TlsFailure::TlsaMismatch,
+                format!("no TLSA record matches the certificate ({} records)", records.len()),
+            ));
+        }
+        return Ok(format!("{version} {suite}, TLSA match"));
+    }
     Ok(format!("{version} {suite}"))
+}
+
+/// Keeps the chain the server presented (DANE decides after the handshake); handshake
+/// signatures are still verified.
+#[derive(Debug)]
+struct Capture {
+    provider: Arc<CryptoProvider>,
+    chain: Mutex<Vec<Vec<u8>>>,
+}
+
+impl ServerCertVerifier for Capture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Ok(mut c) = self.chain.lock() {
+            c.push(end_entity.to_vec());
+            c.extend(intermediates.iter().map(|i| i.to_vec()));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Does a usable TLSA record match the chain (end entity first)? RFC 7672 §3.1: DANE-EE(3)
+/// on the end entity, DANE-TA(2) on the rest; selector 0 (certificate) or 1 (SPKI);
+/// matching 0 (exact), 1 (SHA-256) or 2 (SHA-512).
+pub fn tlsa_matches(chain: &[Vec<u8>], records: &[Tlsa]) -> bool {
+    use ring::digest::{SHA256, SHA512, digest};
+    records.iter().any(|r| {
+        let certs = match r.usage {
+            3 => chain.get(..1),
+            2 => chain.get(1..),
+            _ => None,
+        };
+        certs.unwrap_or_default().iter().any(|der| {
+            let selected = match r.selector {
+                0 => der.clone(),
+                1 => match x509_parser::parse_x509_certificate(der) {
+                    Ok((_, c)) => c.tbs_certificate.subject_pki.raw.to_vec(),
+                    Err(_) => return false,
+                },
+                _ => return false,
+            };
+            let value = match r.matching {
+                0 => selected,
+                1 => digest(&SHA256, &selected).as_ref().to_vec(),
+                2 => digest(&SHA512, &selected).as_ref().to_vec(),
+                _ => return false,
+            };
+            value == r.data
+        })
+    })
 }
 
 /// Sorts a handshake error into what RFC 8460 §4.3.1 calls it.

@@ -191,3 +191,31 @@ fn delivery_to_a_dane_domain_goes_through_exims_dane() {
     assert!(log.contains("CV=dane"), "Exim's DANE verified the certificate: {log}");
     assert_eq!(rx.received(), 1);
 }
+
+#[test]
+fn check_probes_a_dane_mx_against_its_tlsa_records() {
+    // probe.sec.test (scripts/world-dnssec): mx.probe's TLSA record matches its certificate,
+    // mx.probebad's matches another host's.
+    let w = World::get();
+    let _good = Receiver::start_at(&w, "mx.probe.sec.test", "127.0.4.7", "good");
+    let _bad = Receiver::start_at(&w, "mx.probebad.sec.test", "127.0.4.8", "good");
+    let cfg = config(&w.scratch("dane-probe"), "");
+    let out = validating(Path::new(env!("CARGO_BIN_EXE_exim-mta-sts")))
+        .arg("--config")
+        .arg(&cfg)
+        .args(["check", "probe.sec.test", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["dane"]["applies"], true, "{v:#}");
+    let hosts = v["mx_hosts"].as_array().unwrap();
+    let probe =
+        |i: usize| (hosts[i]["host"].as_str().unwrap(), hosts[i]["probe"]["result"].as_str().unwrap());
+    assert_eq!(probe(0), ("mx.probe.sec.test", "ok"), "{v:#}");
+    assert!(hosts[0]["probe"]["detail"].as_str().unwrap().ends_with("TLSA match"), "{v:#}");
+    assert_eq!(probe(1), ("mx.probebad.sec.test", "tlsa-invalid"), "{v:#}");
+    assert_eq!(out.status.code(), Some(1), "a problem was found");
+    let problems = v["problems"].to_string();
+    assert!(problems.contains("MX host mx.probebad.sec.test: tlsa-invalid: "), "{problems}");
+    assert!(problems.contains("a DANE delivery there defers"), "{problems}");
+}

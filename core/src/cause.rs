@@ -119,6 +119,8 @@ pub enum TlsFailure {
     NotTrusted,
     /// Any other TLS failure (the handshake, a bad signature, ...).
     Other,
+    /// DANE: no TLSA record matches the certificate chain (RFC 8460 §4.3.2.1).
+    TlsaMismatch,
 }
 
 /// Why the library could not get an answer from the helper (SPEC §9).
@@ -255,6 +257,9 @@ impl Cause {
                 }
                 // RFC 8460 §4.3.3: the catch-all.
                 TlsFailure::Other => v("", Level::Warn, "TLS failed", Some(R::ValidationFailure)),
+                TlsFailure::TlsaMismatch => {
+                    v("", Level::Warn, "no TLSA record matches", Some(R::TlsaInvalid))
+                }
             },
         }
     }
@@ -302,13 +307,14 @@ impl Cause {
                 TlsFailure::Expired => "tls-expired",
                 TlsFailure::NotTrusted => "tls-not-trusted",
                 TlsFailure::Other => "tls-failed",
+                TlsFailure::TlsaMismatch => "tls-tlsa-mismatch",
             },
         }
     }
 }
 
 /// Every cause the store can hold, by code (append only: codes are stored).
-const CODES: [Cause; 22] = [
+const CODES: [Cause; 23] = [
     Cause::None,
     Cause::NoRecord,
     Cause::SeveralRecords,
@@ -331,6 +337,7 @@ const CODES: [Cause; 22] = [
     Cause::Tls(TlsFailure::Expired),
     Cause::Tls(TlsFailure::NotTrusted),
     Cause::Tls(TlsFailure::Other),
+    Cause::Tls(TlsFailure::TlsaMismatch),
 ];
 
 impl From<&FetchError> for Cause {
