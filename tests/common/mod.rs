@@ -363,5 +363,6 @@ pub fn json(text: &str) -> serde_json::Value {
 }
 
 mod mail;
+pub mod report;
 #[allow(unused_imports)] // not every test binary sends mail
 pub use mail::*;
