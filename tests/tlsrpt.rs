@@ -30,7 +30,7 @@ fn deliveries_are_counted_with_their_result_types_and_reported_per_day_and_domai
         tx.send(&format!("user@{d}"));
         doms.push((name, d, rx));
     }
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let r = tool(&tx.toml, &["report", "--date", &today, "--json"], "");
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     let reports = json(&r.out);
@@ -116,7 +116,7 @@ fn failed_policy_fetches_are_counted_with_their_sts_result_types() {
         assert_eq!(out, "none");
         doms.push((d, want));
     }
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let reports = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
     for (d, want) in &doms {
         let rep = report_of(&reports, d);
@@ -165,7 +165,7 @@ fn a_session_that_carries_several_messages_counts_once() {
     let log = rx.log();
     assert_eq!(log.matches("TCP/IP connection count").count(), 1, "one SMTP session: {log}");
     assert_eq!(log.matches(" <= sender@origin.test").count(), 3, "three messages over it: {log}");
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let r = tool(&tx.toml, &["report", "--date", &today, "--json"], "");
     assert_eq!(r.code, 0, "{}{}\n{}", r.out, r.err, tx.log());
     let reports = json(&r.out);
@@ -183,7 +183,7 @@ fn a_dane_domain_whose_tlsa_does_not_match_is_reported_as_a_tlsa_failure() {
     let log = tx.send("bob@mismatch.sec.test");
     assert!(log.contains("== bob@mismatch.sec.test R=mtasts_dane T=remote_smtp_mtasts_dane"), "{log}");
     assert_eq!(rx.received(), 0);
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let reports = json(&tool(&tx.toml, &["report", "--date", &today, "--json"], "").out);
     let rep = report_of(&reports, "mismatch.sec.test");
     check_schema(rep);

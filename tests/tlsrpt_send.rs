@@ -42,7 +42,7 @@ fn report_send_delivers_each_report_to_its_rua_once_by_mail_past_a_bad_certifica
     tx.mta_sts_config(&format!(
         "report_contact = \"tlsrpt@origin.test\"\nreport_org = \"Origin Test\"\nreport_sendmail = \"{sendmail}\"\n"
     ));
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let r = tool(&tx.toml, &["report", "send", "--date", &today], "");
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     assert!(r.out.contains(&format!("{today} {d} tlsrpt@{rua}: sent")), "{}", r.out);
@@ -120,7 +120,7 @@ fn two_hosts_send_one_report_per_domain_and_day() {
     a.send(&format!("one@{d}"));
     b.send(&format!("two@{d}"));
     b.send(&format!("three@{d}"));
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let export = tool(&a.toml, &["report", "export", "--date", &today], "");
     assert_eq!(export.code, 0, "{}", export.err);
     let file = w.scratch("rpt-two").join("host-a.json");
@@ -160,7 +160,7 @@ fn a_failed_destination_is_retried_later_with_back_off_not_at_once() {
     let tx = Sender::new(&w, "rpt-retry");
     tx.send(&format!("user@{d}"));
     tx.mta_sts_config("report_contact = \"tlsrpt@origin.test\"\n");
-    let today = exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now());
+    let today = today();
     let first = tool(&tx.toml, &["report", "send", "--date", &today], "");
     assert_eq!(first.code, 1, "a destination failed: {}{}", first.out, first.err);
     assert!(first.out.contains(&format!("{d} https://nowhere.{d}/r: failed: ")), "{}", first.out);

@@ -123,3 +123,8 @@ pub fn counts(r: &Value) -> (u64, u64, Vec<(String, u64, String)>) {
             .collect(),
     )
 }
+
+/// Today, the UTC day the tests' deliveries are counted under.
+pub fn today() -> String {
+    exim_mta_sts_tool::tally::day_of(exim_mta_sts_tool::clock::now())
+}
