@@ -175,7 +175,6 @@ impl Tallies {
         let pk = s.policy.key();
         let (tk, polk) = (key(b't', &[s.day, s.domain, &pk]), key(b'p', &[s.day, s.domain, &pk]));
         let sk = s.key.map(|k| key(b's', &[s.day, k]));
-        let policy = s.policy.encode();
         Ok(lmdbfile::write(&self.env, |t| {
             if let Some(sk) = &sk {
                 if t.get(self.db, sk).is_ok() {
@@ -197,13 +196,17 @@ impl Tallies {
                 }
             }
             t.put(self.db, &tk, &tally.encode(), WriteFlags::empty())?;
-            t.put(self.db, &polk, &policy, WriteFlags::empty())?;
+            // The policy of a (day, domain, id) never changes: written once, not with every
+            // session (a policy can be 64 KiB).
+            if let Err(lmdb::Error::NotFound) = t.get(self.db, &polk) {
+                t.put(self.db, &polk, &s.policy.encode(), WriteFlags::empty())?;
+            }
             Ok(true)
         })?)
     }
 
     /// What `report send` remembers of sending `day`'s report of `domain` to `dest`:
-    /// `ok TIME`, or `failed FIRST-TIME REASON`.
+    /// `ok TIME`, or `failed FIRST-TIME ATTEMPTS REASON`.
     pub fn sent(&self, day: &str, domain: &str, dest: &str) -> Result<Option<String>, CacheError> {
         let txn = self.env.begin_ro_txn()?;
         let r = match txn.get(self.db, &key(b'x', &[day, domain, dest])) {
