@@ -133,7 +133,6 @@ fn failed_policy_fetches_are_counted_with_their_sts_result_types() {
 
 #[test]
 fn a_session_that_carries_several_messages_counts_once() {
-    use std::io::Write;
     let w = World::get();
     let d = w.unique("rpt-session");
     let rx = Receiver::start(&w, &format!("mx.{d}"), "good");
@@ -142,25 +141,9 @@ fn a_session_that_carries_several_messages_counts_once() {
     // Three messages queued, then a two-stage queue run (-qq): Exim routes them all first,
     // then carries them to the host over one connection.
     for n in 0..3 {
-        let mut child = std::process::Command::new(debian_exim())
-            .arg("-C")
-            .arg(&tx.conf)
-            .args(["-odq", "-f", "sender@origin.test", &format!("user{n}@{d}")])
-            .env("EXIM_MTA_STS_CONFIG", &tx.toml)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(b"Subject: queued\n\nhello\n").unwrap();
-        assert!(child.wait().unwrap().success());
+        tx.enqueue(&format!("user{n}@{d}"));
     }
-    let st = std::process::Command::new(debian_exim())
-        .arg("-C")
-        .arg(&tx.conf)
-        .arg("-qqff")
-        .env("EXIM_MTA_STS_CONFIG", &tx.toml)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    tx.queue_run_with("-qqff");
     assert_eq!(tx.queued(), 0, "{}", tx.log());
     let log = rx.log();
     assert_eq!(log.matches("TCP/IP connection count").count(), 1, "one SMTP session: {log}");

@@ -49,6 +49,16 @@ impl Receiver {
             .unwrap_or(0)
     }
 
+    /// Messages in its mailbox once it holds `n` (or 10 s have passed): a receiver stores a
+    /// message in its own delivery process, after it has answered the sender.
+    pub fn received_after_waiting_for(&self, n: usize) -> usize {
+        let start = std::time::Instant::now();
+        while self.received() < n && start.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.received()
+    }
+
     /// SMTP connections it has accepted.
     pub fn connections(&self) -> usize {
         self.log().lines().filter(|l| l.contains("SMTP connection from")).count()
@@ -106,6 +116,16 @@ impl Sender {
     /// Submits one message to `rcpt` and delivers it at once (`-odi`); returns the main
     /// log lines about `rcpt`.
     pub fn send(&self, rcpt: &str) -> String {
+        self.submit(rcpt, "-odi");
+        self.log().lines().filter(|l| l.contains(rcpt)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Submits one message to `rcpt` and only queues it (`-odq`).
+    pub fn enqueue(&self, rcpt: &str) {
+        self.submit(rcpt, "-odq");
+    }
+
+    fn submit(&self, rcpt: &str, mode: &str) {
         use std::io::Write;
         let mut cmd = if self.validating {
             validating(&debian_exim())
@@ -115,7 +135,7 @@ impl Sender {
         let mut child = cmd
             .arg("-C")
             .arg(&self.conf)
-            .args(["-odi", "-f", "sender@origin.test", rcpt])
+            .args([mode, "-f", "sender@origin.test", rcpt])
             .env("EXIM_MTA_STS_CONFIG", &self.toml)
             .stdin(std::process::Stdio::piped())
             .spawn()
@@ -127,7 +147,6 @@ impl Sender {
             .write_all(format!("Subject: to {rcpt}\n\nhello {rcpt}\n").as_bytes())
             .unwrap();
         assert!(child.wait().unwrap().success());
-        self.log().lines().filter(|l| l.contains(rcpt)).collect::<Vec<_>>().join("\n")
     }
 
     pub fn log(&self) -> String {
@@ -156,10 +175,16 @@ impl Sender {
 
     /// One forced queue run (`-qff`: retry times ignored), waited for.
     pub fn queue_run(&self) {
+        self.queue_run_with("-qff");
+    }
+
+    /// A queue run with option `opt` (`-qqff`: a two-stage run, which routes every message
+    /// first and then carries messages for one host over one connection), waited for.
+    pub fn queue_run_with(&self, opt: &str) {
         let st = std::process::Command::new(debian_exim())
             .arg("-C")
             .arg(&self.conf)
-            .arg("-qff")
+            .arg(opt)
             .env("EXIM_MTA_STS_CONFIG", &self.toml)
             .status()
             .unwrap();
