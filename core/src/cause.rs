@@ -264,6 +264,24 @@ impl Cause {
         }
     }
 
+    /// Writes the log line for this cause, at its verdict's level (the one shape of every
+    /// failure line): `[domain=D ][answer=A ][result=TYPE]: WORDS[: DETAIL]TAIL`.
+    pub fn log(self, fetch_failure: config::FetchFailure, domain: &str, detail: &str, tail: &str) {
+        let v = self.verdict(fetch_failure);
+        let mut head = Vec::new();
+        if !domain.is_empty() {
+            head.push(format!("domain={domain}"));
+        }
+        if !v.answer.is_empty() {
+            head.push(format!("answer={}", v.answer));
+        }
+        if let Some(rt) = v.result_type {
+            head.push(format!("result={}", rt.as_str()));
+        }
+        let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+        crate::log::write(v.level, &format!("{}: {}{detail}{tail}", head.join(" "), v.words));
+    }
+
     /// The cause's code in the store (0 for none; the helper's causes, never stored,
     /// read back as [`HelperError::NoAnswer`]).
     pub fn code(self) -> u8 {

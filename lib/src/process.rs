@@ -64,10 +64,8 @@ fn open_store(cfg: &Config, config_path: &std::path::Path) -> Result<Store, Stri
 
 /// The log line for a cause the library itself meets, through its one translation.
 fn say(cause: Cause, domain: &str, detail: &str, tail: &str) {
-    let v = cause.verdict(mta_sts_core::config::FetchFailure::None);
-    let who = if domain.is_empty() { String::new() } else { format!("domain={domain} ") };
     let tail = if tail.is_empty() { String::new() } else { format!("; {tail}") };
-    log::write(v.level, &format!("{who}answer={}: {}: {detail}{tail}", v.answer, v.words));
+    cause.log(mta_sts_core::config::FetchFailure::None, domain, detail, &tail);
 }
 
 static PROCESS: Mutex<Option<Process>> = Mutex::new(None);

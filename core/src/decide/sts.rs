@@ -42,16 +42,9 @@ fn discover_id(domain: &str, net: &mut dyn Net) -> Result<String, NoRecord> {
     }
 }
 
-/// A log line for `cause`, at the verdict's level:
-/// `domain=D answer=A [result=RFC8460-TYPE]: WORDS: DETAIL`.
+/// The log line for `cause` ([`Cause::log`]).
 fn say(domain: &str, cause: Cause, cfg: &Config, detail: &str, tail: &str) {
-    let v = cause.verdict(cfg.fetch_failure);
-    let mut answer = if v.answer.is_empty() { String::new() } else { format!(" answer={}", v.answer) };
-    if let Some(rt) = v.result_type {
-        answer.push_str(&format!(" result={}", rt.as_str()));
-    }
-    let detail = if detail.is_empty() { String::new() } else { format!(": {detail}") };
-    log::write(v.level, &format!("domain={domain}{answer}: {}{detail}{tail}", v.words));
+    cause.log(cfg.fetch_failure, domain, detail, tail);
 }
 
 /// A cached policy kept although `cause` went wrong: said at the verdict's level, except
