@@ -116,9 +116,17 @@ pub fn record(domain: &str, ev: &Event<'_>) {
     let now = mta_sts_core::clock::now();
     let mut guard = current();
     let Some(Process { config: Ok(cfg), store: Ok(store), tallies, .. }) = guard.as_mut() else { return };
-    let policy = store.read(domain, |e| e.and_then(|e| tlsevent::policy_of(&e, cfg.dane && e.dane)));
-    let Ok(Some(policy)) = policy else { return };
-    let Some(failure) = tlsevent::outcome(ev, &policy) else { return };
+    // Whether the event counts depends only on the policy's kind and mode: decided from the
+    // answer-only view, so that an event that does not count (the EHLO before STARTTLS,
+    // say) costs no decoding of the policy text; the full entry only for one that counts.
+    let seen = store.read_bytes(domain, |bytes| {
+        let bytes = bytes?;
+        let light = Entry::decode_for_answer(bytes)?;
+        let failure = tlsevent::outcome(ev, &tlsevent::policy_of(&light, cfg.dane && light.dane)?)?;
+        let full = Entry::decode(bytes)?;
+        Some((tlsevent::policy_of(&full, cfg.dane && full.dane)?, failure))
+    });
+    let Ok(Some((policy, failure))) = seen else { return };
     let tallies = tallies.get_or_insert_with(|| {
         Tallies::open(&cfg.reports).map_err(|e| {
             log::warn(&format!("{e}; TLS report counts are not kept"));
