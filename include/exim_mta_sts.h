@@ -63,7 +63,7 @@ int getmx(unsigned char **yield, int argc, unsigned char *argv[]);
 /*
  * ${dlfunc{/usr/lib/exim4/libexim_mta_sts.so}{mtasts_event}{$event_name}{$domain}{$host}
  *     {$host_address}{$sending_ip_address $sending_port}
- *     {$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane}{$event_data}}
+ *     {$tls_out_cipher|$tls_out_certificate_verified}{$event_data}}
  *     From a transport's event_action (the macro MTA_STS_RECORD of exim-config/main.conf).
  *     smtp:ehlo, msg:host:defer and dane:fail count the session's TLS outcome for the
  *     TLS reports (RFC 8460) under the policy in effect; msg:host:defer under an enforce

@@ -16,7 +16,7 @@ pub struct Event<'a> {
     pub host_address: &'a str,
     pub sending_ip: &'a str,
     pub sending_port: &'a str,
-    /// `$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane`.
+    /// `$tls_out_cipher|$tls_out_certificate_verified`.
     pub tls: &'a str,
     /// `$event_data`: the deferral text, or the `dane:fail` result type.
     pub data: &'a str,
@@ -81,7 +81,6 @@ fn result_type(cause: Cause) -> ResultType {
 /// `msg:host:defer`, a DANE one by `dane:fail`, a testing one by `smtp:ehlo`.
 pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType, Detail)>> {
     let mut parts = ev.tls.split('|');
-    // (The third part, $tls_out_dane, is not needed: see the smtp:ehlo arms.)
     let (cipher, verified) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let detail = |reason: &str| Detail {
         result: String::new(),

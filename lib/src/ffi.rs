@@ -218,7 +218,7 @@ export! {
 
 export! {
     /// `${dlfunc{LIB}{mtasts_event}{$event_name}{$domain}{$host}{$host_address}
-    /// {$sending_ip_address $sending_port}{$tls_out_cipher|$tls_out_certificate_verified|$tls_out_dane}
+    /// {$sending_ip_address $sending_port}{$tls_out_cipher|$tls_out_certificate_verified}
     /// {$event_data}}` from a transport's `event_action` (SPEC §10): the session's TLS
     /// outcome is counted for the reports, and `msg:host:defer` under an enforce policy
     /// makes the next call re-check the policy's `_mta-sts` id (RFC 8461 §5.1). Always
