@@ -5,13 +5,15 @@
 //! stored, changed or dropped.
 
 use crate::cache::{Entry, Kind, OwnedEntry, Store};
-use crate::cause::{DnsError, FetchError};
+use crate::cause::{Cause, DnsError, FetchError};
 use crate::config::Config;
 use crate::decide::{self, DaneState, Fetched, Net, Why};
 use crate::dns;
 use crate::fetch::{FetchOptions, FetchReport, Fetcher};
 use crate::shared_db::{self, Change, SharedPolicy};
+use crate::tally::Tallies;
 use crate::{dane, log};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// The network for this process, built on first need.
@@ -23,6 +25,9 @@ pub struct LiveNet {
     dane_ttls: (u64, u64),
     /// Policy fetches attempted (so that a failure is counted for the TLS reports once).
     pub fetches: u32,
+    /// Their outcomes (`ok` or the cause's name) and counts, for `exim-mta-sts stats`
+    /// ([`LiveNet::keep_counts`]).
+    pub outcomes: BTreeMap<String, u64>,
     /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
     /// [`LiveNet::take_unsigned_nx`]).
     unsigned_nx: Option<String>,
@@ -40,6 +45,7 @@ impl LiveNet {
             },
             dane_ttls: (cfg.dane_min_ttl, cfg.negative_ttl),
             fetches: 0,
+            outcomes: BTreeMap::new(),
             unsigned_nx: None,
         }
     }
@@ -53,7 +59,28 @@ impl LiveNet {
         self.fetches += 1;
         let resolver = &self.resolver;
         let opts = &self.opts;
-        self.fetcher.get_or_insert_with(|| Fetcher::new(resolver.clone(), opts.clone())).fetch_report(domain)
+        let r = self
+            .fetcher
+            .get_or_insert_with(|| Fetcher::new(resolver.clone(), opts.clone()))
+            .fetch_report(domain);
+        let outcome = match &r.1 {
+            Ok(_) => "ok",
+            Err(e) => Cause::from(e).name(),
+        };
+        *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
+        r
+    }
+
+    /// Adds this run's fetch outcomes to the counters (`exim-mta-sts stats`) and forgets
+    /// them; a counter that cannot be kept is a warning, never a failed run.
+    pub fn keep_counts(&mut self, cfg: &Config, now: u64) {
+        let outcomes = std::mem::take(&mut self.outcomes);
+        if outcomes.is_empty() {
+            return;
+        }
+        if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.count(now, &outcomes)) {
+            log::warn(&format!("fetch counters not kept in {}: {e}", cfg.reports.display()));
+        }
     }
 }
 

@@ -13,8 +13,8 @@
 //! - [`admin`]: what the admin tool (`src/bin/exim-mta-sts/`) reports and maintains.
 
 pub use mta_sts_core::{
-    account, cache, cause, clock, config, decide, domain, entry, lmdbfile, log, mx, policy, sys, tally,
-    tlsevent,
+    account, cache, cause, clock, config, counters, decide, domain, entry, lmdbfile, log, mx, policy, sys,
+    tally, tlsevent,
 };
 
 pub mod admin;
@@ -27,3 +27,4 @@ pub mod report;
 pub mod reseed;
 pub mod send;
 pub mod shared_db;
+pub mod stats;

@@ -117,7 +117,7 @@ fn post(url: &str, gz: &[u8]) -> Result<(), String> {
 
 /// The most destinations one domain's report goes to (RFC 8460 §7, R-8460-32: a `rua` list
 /// must not turn the sender into an amplifier).
-const MAX_DESTINATIONS: usize = 5;
+pub const MAX_DESTINATIONS: usize = 5;
 
 /// Seconds after the first failure before attempt number `attempts + 1`.
 fn retry_wait(attempts: u32) -> u64 {

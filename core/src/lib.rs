@@ -15,6 +15,7 @@ pub mod cache;
 pub mod cause;
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod decide;
 pub mod domain;
 pub mod entry;

@@ -13,6 +13,7 @@
 //! Keys (NUL-separated): `t DAY DOMAIN POLICY` → the tally ([`Tally`], text lines);
 //! `p DAY DOMAIN POLICY` → the policy as reported ([`PolicySeen`]); `s DAY SESSION` → "".
 //! DAY is `YYYY-MM-DD` (UTC); POLICY is `sts:ID`, `tlsa` or `no-policy-found`.
+//! The same file keeps the cold path's counters for `exim-mta-sts stats` ([`crate::counters`]).
 
 use crate::cache::CacheError;
 use crate::cause::ResultType;
@@ -141,7 +142,7 @@ impl PolicySeen {
     }
 }
 
-fn key(kind: u8, parts: &[&str]) -> Vec<u8> {
+pub(crate) fn key(kind: u8, parts: &[&str]) -> Vec<u8> {
     let mut k = vec![kind];
     for p in parts {
         k.push(0);
@@ -152,8 +153,8 @@ fn key(kind: u8, parts: &[&str]) -> Vec<u8> {
 
 /// The counters file.
 pub struct Tallies {
-    env: Environment,
-    db: Database,
+    pub(crate) env: Environment,
+    pub(crate) db: Database,
 }
 
 impl Tallies {

@@ -62,6 +62,7 @@ pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode
     };
     if net.fetches > 0 {
         count_policy_failure(cfg, &d, &entry, now);
+        net.keep_counts(cfg, now);
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(&entry.encode()).and_then(|()| out.flush()) {

@@ -17,6 +17,7 @@ mod check;
 mod helper;
 mod refresh;
 mod report;
+mod stats;
 use refresh::refresh;
 
 #[derive(Parser)]
@@ -112,6 +113,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// How the cache, its fetches and the TLS reports are doing (for people, JSON, or
+    /// Prometheus's node_exporter textfile collector)
+    Stats {
+        /// Print JSON
+        #[arg(long, conflicts_with_all = ["prometheus", "textfile"])]
+        json: bool,
+        /// Print the Prometheus text format
+        #[arg(long, conflicts_with = "textfile")]
+        prometheus: bool,
+        /// Write the Prometheus text format to PATH atomically (e.g.
+        /// /var/lib/prometheus/node-exporter/exim-mta-sts.prom)
+        #[arg(long, value_name = "PATH")]
+        textfile: Option<PathBuf>,
+    },
     /// Internal: the cold path, run by libexim_mta_sts.so (SPEC §9); see helper.rs
     #[command(hide = true)]
     Helper {
@@ -161,6 +176,11 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Outcome {
     let path = cli.config.clone().unwrap_or_else(Config::path_from_env);
     let cfg = Config::load_from(&path).map_err(|e| usage(e.to_string()))?;
+    if let Command::Stats { textfile: Some(file), .. } = &cli.command
+        && exim_mta_sts_tool::sys::euid() == 0
+    {
+        return stats::textfile_as_root(&path, file);
+    }
     // SPEC §9: nothing from the network is parsed as root. Run by root, the tool becomes
     // the owner of the state directory (the Exim user) before anything else.
     exim_mta_sts_tool::account::leave_root(&cfg)
@@ -178,6 +198,14 @@ fn run(cli: Cli) -> Outcome {
         Command::Forget { domain } => forget(&cfg, &domain),
         Command::Report { action, date, json, merge } => {
             report::run(&cfg, action.as_deref(), date.as_deref(), json, &merge, now)
+        }
+        Command::Stats { json, prometheus, textfile } => {
+            let form = match (json, prometheus) {
+                (true, _) => stats::Form::Json,
+                (_, true) => stats::Form::Prometheus,
+                _ => stats::Form::Words,
+            };
+            stats::stats(&cfg, form, textfile.as_deref(), now)
         }
         Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
@@ -352,6 +380,7 @@ fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
         println!("{d}: {}", decide::fresh(&entry.view(), cfg).as_str());
         warmed += 1;
     }
+    net.keep_counts(cfg, clock::now());
     println!("prefetch: {warmed} looked up, {cached} already cached, {bad} not domain names");
     Ok(ok_if(bad == 0))
 }

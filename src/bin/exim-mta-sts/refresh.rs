@@ -5,8 +5,10 @@ use crate::{Failure, Outcome, ok_if, open_store, until};
 use exim_mta_sts_tool::admin::{self, RefreshOutcome};
 use exim_mta_sts_tool::cache::{Entry, Kind, OwnedEntry};
 use exim_mta_sts_tool::config::Config;
+use exim_mta_sts_tool::counters::RefreshRun;
 use exim_mta_sts_tool::decide::Why;
 use exim_mta_sts_tool::engine::{self, Begin, Engine, LiveNet, SharedWrites};
+use exim_mta_sts_tool::tally::Tallies;
 use exim_mta_sts_tool::{clock, log};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -114,12 +116,13 @@ pub(crate) fn refresh(
                 loop {
                     let job = match job_rx.lock() {
                         Ok(rx) => rx.recv(),
-                        Err(_) => return,
+                        Err(_) => break,
                     };
-                    let Ok((d, cached)) = job else { return };
+                    let Ok((d, cached)) = job else { break };
                     let entry = engine::cold(&d, cached.as_ref(), clock::now(), cfg, &mut net, Why::Refresh);
+                    net.keep_counts(cfg, clock::now());
                     if done_tx.send((d, cached, entry)).is_err() {
-                        return;
+                        break;
                     }
                 }
             });
@@ -165,6 +168,21 @@ pub(crate) fn refresh(
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
+    }
+    let run = RefreshRun {
+        started: now,
+        finished: clock::now(),
+        unchanged: unchanged as u64,
+        changed: changed as u64,
+        failed: failed as u64,
+        busy: busy as u64,
+    };
+    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.set_refresh_run(&run)) {
+        let _ = writeln!(
+            std::io::stderr(),
+            "refresh: not recorded for `stats` in {}: {e}",
+            cfg.reports.display()
+        );
     }
     println!(
         "refreshed {} policies: {unchanged} unchanged, {changed} changed, {failed} failed (cached policy kept), \
