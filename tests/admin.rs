@@ -327,7 +327,9 @@ fn shipped_timer_and_cron_line_run_the_refresh() {
     let line = cron.lines().find(|l| !l.starts_with('#') && !l.trim().is_empty()).unwrap();
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[5], "Debian-exim");
-    assert!(fields[6].ends_with("exim-mta-sts") && fields[7] == "refresh", "{line}");
+    assert!(line.contains("|| /usr/sbin/exim-mta-sts refresh --jitter 600"), "{line}");
+    // Without systemd only: with it, the package's timers run the same commands.
+    assert!(line.contains("[ -d /run/systemd/system ] ||"), "{line}");
     // The options they pass exist.
     let r = tool(Path::new("/nonexistent"), &["refresh", "--jitter", "600", "--help"], "");
     assert_eq!(r.code, 0, "{}", r.err);
@@ -340,11 +342,28 @@ fn shipped_timer_and_cron_line_run_the_refresh() {
         timer.contains("OnCalendar=*-*-* *:15:00 UTC") && timer.contains("RandomizedDelaySec="),
         "{timer}"
     );
-    assert!(
-        cron.lines()
-            .any(|l| l.starts_with("23 * * * * Debian-exim ") && l.ends_with("exim-mta-sts report send"))
-    );
+    assert!(cron.lines().any(
+        |l| l.starts_with("23 * * * * Debian-exim ") && l.contains("/usr/sbin/exim-mta-sts report send;")
+    ));
     let r = tool(Path::new("/nonexistent"), &["report", "send", "--help"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    // The figures for node_exporter: every 5 minutes, and after each refresh; root only
+    // writes the file (tests/stats.rs).
+    let textfile = "stats --textfile /var/lib/prometheus/node-exporter/exim-mta-sts.prom";
+    let service = std::fs::read_to_string(here.join("exim-mta-sts-stats.service")).unwrap();
+    assert!(
+        service.lines().any(|l| l.starts_with("ExecStart=/usr/sbin/exim-mta-sts ") && l.ends_with(textfile))
+    );
+    let timer = std::fs::read_to_string(here.join("exim-mta-sts-stats.timer")).unwrap();
+    assert!(timer.contains("OnCalendar=*:0/5"), "{timer}");
+    let refresh = std::fs::read_to_string(here.join("exim-mta-sts-refresh.service")).unwrap();
+    assert!(
+        refresh
+            .lines()
+            .any(|l| l.starts_with("ExecStartPost=-+/usr/sbin/exim-mta-sts ") && l.ends_with(textfile))
+    );
+    assert!(cron.lines().any(|l| l.starts_with("*/5 * * * * root ") && l.ends_with(textfile)));
+    let r = tool(Path::new("/nonexistent"), &["stats", "--textfile", "/x", "--help"], "");
     assert_eq!(r.code, 0, "{}", r.err);
 }
 

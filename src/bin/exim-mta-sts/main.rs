@@ -127,6 +127,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         textfile: Option<PathBuf>,
     },
+    /// Internal: writes the man pages (roff) into DIR, for the package (scripts/package)
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
     /// Internal: the cold path, run by libexim_mta_sts.so (SPEC §9); see helper.rs
     #[command(hide = true)]
     Helper {
@@ -174,6 +177,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Outcome {
+    // Needs no configuration (the package is built where none is installed).
+    if let Command::Manpage { dir } = &cli.command {
+        return manpage(dir);
+    }
     let path = cli.config.clone().unwrap_or_else(Config::path_from_env);
     let cfg = Config::load_from(&path).map_err(|e| usage(e.to_string()))?;
     if let Command::Stats { textfile: Some(file), .. } = &cli.command
@@ -207,8 +214,24 @@ fn run(cli: Cli) -> Outcome {
             };
             stats::stats(&cfg, form, textfile.as_deref(), now)
         }
+        Command::Manpage { dir } => manpage(&dir),
         Command::Helper { seed, domain, .. } => Ok(helper::helper(&cfg, domain.as_deref(), seed)),
     }
+}
+
+/// The man pages, exim-mta-sts(8) and one per command (exim-mta-sts-show(8), ...), from
+/// the argument definitions above (clap_mangen), written into `dir`.
+fn manpage(dir: &std::path::Path) -> Outcome {
+    fn write(cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+            write(sub, dir)?;
+        }
+        clap_mangen::Man::new(cmd).section("8").generate_to(dir).map(|_| ())
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command().disable_help_subcommand(true);
+    cmd.build();
+    write(cmd, dir).map_err(|e| Failure(format!("{}: {e}", dir.display()), 1))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn normalize(d: &str) -> Result<String, Failure> {
