@@ -116,3 +116,33 @@ fn include_paths_in_the_snippets_are_installed_by_the_readme() {
         }
     }
 }
+
+#[test]
+fn the_packages_conf_d_files_include_snippets_the_package_installs() {
+    // debian/conf.d/*/* each `.include_if_exists /usr/share/exim-mta-sts/FILE`: FILE must be
+    // one of exim-config/, and an asset of the package (Cargo.toml [package.metadata.deb]).
+    let cargo = read("Cargo.toml");
+    let mut seen = 0;
+    for part in ["main", "router", "transport"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("debian/conf.d").join(part);
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let path = f.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let includes: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+            assert_eq!(includes.len(), 1, "{path:?}: one include line");
+            let file = includes[0].strip_prefix(".include_if_exists /usr/share/exim-mta-sts/").unwrap();
+            assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join("exim-config").join(file).exists(), "{file}");
+            assert!(
+                cargo.contains(&format!("[\"exim-config/{file}\", \"usr/share/exim-mta-sts/\", \"644\"]")),
+                "{file}"
+            );
+            let place = format!("etc/exim4/conf.d/{part}/");
+            assert!(cargo.contains(&format!(
+                "[\"debian/conf.d/{part}/{}\", \"{place}\"",
+                path.file_name().unwrap().to_string_lossy()
+            )));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 3);
+}
