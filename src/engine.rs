@@ -72,15 +72,20 @@ impl LiveNet {
     }
 
     /// Adds this run's fetch outcomes to the counters (`exim-mta-sts stats`) and forgets
-    /// them; a counter that cannot be kept is a warning, never a failed run.
+    /// them (the tool; the helper writes them from a child: `helper.rs`).
     pub fn keep_counts(&mut self, cfg: &Config, now: u64) {
-        let outcomes = std::mem::take(&mut self.outcomes);
-        if outcomes.is_empty() {
-            return;
-        }
-        if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.count(now, &outcomes)) {
-            log::warn(&format!("fetch counters not kept in {}: {e}", cfg.reports.display()));
-        }
+        keep_counts(cfg, &std::mem::take(&mut self.outcomes), now);
+    }
+}
+
+/// Adds fetch outcomes to the counters; a counter that cannot be kept is a warning, never
+/// a failed run.
+pub fn keep_counts(cfg: &Config, outcomes: &BTreeMap<String, u64>, now: u64) {
+    if outcomes.is_empty() {
+        return;
+    }
+    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.count(now, outcomes)) {
+        log::warn(&format!("fetch counters not kept in {}: {e}", cfg.reports.display()));
     }
 }
 

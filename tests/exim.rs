@@ -382,3 +382,38 @@ fn the_event_export_answers_empty_and_checks_its_arguments() {
         );
     }
 }
+
+#[test]
+fn a_full_disk_under_the_databases_never_crashes_exim() {
+    // Databases on a disk with no room left at all, not even for a new lock file (liblmdb
+    // writes a new lock file through a shared mapping: SIGBUS, had it not been reserved
+    // first). Recording a TLS session (inside Exim's transport) and getmta must cost the
+    // count or the cache, never Exim's process.
+    let w = World::get();
+    let d = w.unique("fullrep");
+    w.sts_domain(&d, "t", &policy("enforce", &[&format!("mx.{d}")], 3600));
+    let base = w.scratch("fullrep");
+    let tiny = base.join("disk");
+    small_disk(&tiny, "16k");
+    let _ = std::fs::write(tiny.join("filler"), vec![0u8; 1 << 20]);
+    let lib = lib_path();
+    let ehlo = ["smtp:ehlo", &d, &format!("mx.{d}"), "127.0.0.9", "127.0.0.1 4000", "TLS1.3:AES|1", ""];
+    for (state, reports) in [(&base, &tiny), (&tiny, &tiny)] {
+        let cfg = base.join("mta-sts.toml");
+        let toml = format!(
+            "database = \"{0}/shared.mdb\"\nstate = \"{0}/state.mdb\"\nreports = \"{1}/reports.mdb\"\n",
+            state.display(),
+            reports.display()
+        );
+        std::fs::write(&cfg, toml).unwrap();
+        let e = format!(
+            "{}|{}|{}",
+            dlfunc(&lib, "getmta", &[&d]),
+            dlfunc(&lib, "mtasts_event", &ehlo),
+            dlfunc(&lib, "getmta", &[&d, &format!("mx.{d}")])
+        );
+        let (out, err) = exim_be(&debian_exim(), &exim_conf(&base), &cfg, &e);
+        assert_eq!(out, "enforce||", "state in {state:?}: {err}");
+        assert!(err.contains("No space left on device"), "{err}");
+    }
+}

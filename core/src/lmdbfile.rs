@@ -5,7 +5,7 @@
 
 use crate::log;
 use lmdb::{Environment, EnvironmentFlags, Transaction};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Virtual size of the map: room for far more than 10 000 policies. The file itself only
@@ -112,7 +112,7 @@ fn open_here(
     let existed = (path.exists(), lock_path(path).exists());
     let problem = match not_a_plain_file(path) {
         Some(problem) => problem,
-        None => match open_raw(path, flags) {
+        None => match reserve_lock(path).and_then(|()| open_raw(path, flags)) {
             Ok(env) => match validate(&env) {
                 Ok(()) => {
                     fix_new_files(path, existed);
@@ -141,6 +141,34 @@ fn open_here(
     fix_new_files(path, (false, false));
     crate::sys::lmdb_cloexec(&env);
     Ok((env, true))
+}
+
+/// The size of the lock file with [`MAX_READERS`] slots: liblmdb's `MDB_txninfo` (two
+/// cache lines of header, then one 64-byte slot per reader, the first inside the struct).
+const LOCK_SIZE: u64 = (MAX_READERS as u64 + 2) * 64;
+
+/// Gives the lock file real blocks before liblmdb maps it. liblmdb extends a new lock file
+/// with `ftruncate` and writes its header and reader slots through a shared mapping: on a
+/// full disk, that write raises SIGBUS and kills the process (Exim's, found by
+/// `a_full_disk_under_the_databases_never_crashes_exim`). Reserved first, the lock file
+/// makes a full disk an ordinary error (`fail`/`0`, or a count not kept). Costs a `stat`
+/// when the lock file is already there and large enough.
+fn reserve_lock(path: &Path) -> Result<(), lmdb::Error> {
+    let lock = lock_path(path);
+    if std::fs::symlink_metadata(&lock).is_ok_and(|m| m.is_file() && m.len() >= LOCK_SIZE) {
+        return Ok(());
+    }
+    let io = |e: std::io::Error| lmdb::Error::Other(e.raw_os_error().unwrap_or(libc::EIO));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+        .map_err(io)?;
+    crate::sys::reserve(&file, LOCK_SIZE).map_err(io)
 }
 
 /// Says what is wrong when `path` or its lock file exists but is not a plain file (a

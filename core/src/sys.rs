@@ -246,3 +246,17 @@ pub fn user_ids(user: &str) -> Result<(u32, u32), String> {
         Err(_) => Err("no such user".to_owned()),
     }
 }
+
+/// Gives `file` real blocks for its first `len` bytes (`posix_fallocate`), so that writes
+/// through a shared mapping of them can never fault for want of space (SIGBUS): a full disk
+/// is then an error here, not a signal later.
+pub fn reserve(file: &std::fs::File, len: u64) -> Result<(), std::io::Error> {
+    use std::os::fd::AsRawFd;
+    let len =
+        libc::off_t::try_from(len).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: a valid open descriptor owned by `file`; no memory is passed.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}

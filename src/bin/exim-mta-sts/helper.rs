@@ -17,10 +17,12 @@ use exim_mta_sts_tool::cause::Cause;
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::decide::Why;
 use exim_mta_sts_tool::engine::{self, Engine, LiveNet, SharedWrites};
+use exim_mta_sts_tool::sys::{self, ChildEnd};
 use exim_mta_sts_tool::tally::{self, Detail, PolicySeen, Session, Tallies};
 use exim_mta_sts_tool::{cache::Store, clock, domain, log, reseed};
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode {
     if seed {
@@ -61,13 +63,29 @@ pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode
         }
     };
     if net.fetches > 0 {
-        count_policy_failure(cfg, &d, &entry, now);
-        net.keep_counts(cfg, now);
+        count_in_child(cfg, &d, &entry, now, &mut net);
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(&entry.encode()).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) => ExitCode::from(1),
+    }
+}
+
+/// The counters of this run (the TLS report count of a failed fetch, the fetch outcomes
+/// for `stats`), written from a forked child: on a full disk, LMDB's mapped file can raise
+/// SIGBUS, which must cost the child, never the answer (as for the shared database).
+fn count_in_child(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64, net: &mut LiveNet) {
+    let outcomes = std::mem::take(&mut net.outcomes);
+    let end = sys::run_in_child(Duration::from_secs(10), || {
+        count_policy_failure(cfg, d, entry, now);
+        engine::keep_counts(cfg, &outcomes, now);
+        0
+    });
+    match end {
+        Ok(ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere) => {}
+        Ok(end) => log::warn(&format!("domain={d}: counters not kept in {}: {end:?}", cfg.reports.display())),
+        Err(e) => log::warn(&format!("domain={d}: counters not kept: cannot fork: {e}")),
     }
 }
 
