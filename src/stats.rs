@@ -60,30 +60,13 @@ pub struct Stats {
     /// Since the counters' file was made.
     pub fetches_total: BTreeMap<String, u64>,
     /// The last `exim-mta-sts refresh` run.
-    pub last_refresh: Option<LastRefresh>,
+    pub last_refresh: Option<RefreshRun>,
     /// File sizes in bytes: `state`, `shared`, `reports` (absent files are left out).
     pub database_bytes: BTreeMap<String, u64>,
     pub tls_sessions_today: Sessions,
     pub reports: Reports,
     /// Problems met while reading (a database that could not be opened, say).
     pub problems: Vec<String>,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct LastRefresh {
-    pub started: u64,
-    pub finished: u64,
-    pub unchanged: u64,
-    pub changed: u64,
-    pub failed: u64,
-    pub busy: u64,
-}
-
-impl From<RefreshRun> for LastRefresh {
-    fn from(r: RefreshRun) -> Self {
-        let RefreshRun { started, finished, unchanged, changed, failed, busy } = r;
-        LastRefresh { started, finished, unchanged, changed, failed, busy }
-    }
 }
 
 /// Reads the figures at `now`.
@@ -152,7 +135,7 @@ impl Stats {
             (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => self.problems.push(problem("fetches", &e)),
         }
         match t.refresh_run() {
-            Ok(r) => self.last_refresh = r.map(LastRefresh::from),
+            Ok(r) => self.last_refresh = r,
             Err(e) => self.problems.push(problem("refresh", &e)),
         }
         match t.day(&tally::day_of(now)) {

@@ -24,8 +24,8 @@ fn number(v: &[u8]) -> u64 {
     std::str::from_utf8(v).ok().and_then(|t| t.parse().ok()).unwrap_or(0)
 }
 
-/// The last `exim-mta-sts refresh` run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The last `exim-mta-sts refresh` run (times in Unix seconds; policies by outcome).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RefreshRun {
     pub started: u64,
     pub finished: u64,
