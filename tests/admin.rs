@@ -365,6 +365,20 @@ fn shipped_timer_and_cron_line_run_the_refresh() {
     assert!(cron.lines().any(|l| l.starts_with("*/5 * * * * root ") && l.ends_with(textfile)));
     let r = tool(Path::new("/nonexistent"), &["stats", "--textfile", "/x", "--help"], "");
     assert_eq!(r.code, 0, "{}", r.err);
+    // systemd itself finds nothing wrong in any unit (unknown keys, bad prefixes such as
+    // `-+`, a command that is not there: the test world has the tool at /usr/sbin).
+    for unit in std::fs::read_dir(&here).unwrap().map(|e| e.unwrap().path()) {
+        if !unit.extension().is_some_and(|x| x == "service" || x == "timer") {
+            continue;
+        }
+        let o = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(&unit)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && said.trim().is_empty(), "{unit:?}: {said}");
+    }
 }
 
 #[test]

@@ -155,6 +155,7 @@ fn the_package_installs_on_a_clean_debian_protects_mail_and_purges_cleanly() {
     std::fs::copy(&deb, root.path("tmp/exim-mta-sts.deb")).unwrap();
     let out = root.ok("dpkg -i /tmp/exim-mta-sts.deb");
     assert!(!out.contains("update-exim4.conf failed"), "{out}");
+    assert!(!out.contains("single configuration file"), "split configuration: no notice: {out}");
 
     // What it installed, and where.
     for f in [
