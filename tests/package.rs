@@ -219,6 +219,15 @@ fn the_package_installs_on_a_clean_debian_protects_mail_and_purges_cleanly() {
     assert_eq!(stats["policies"]["enforce"], 2, "{stats}");
     assert_eq!(stats["fetches_total"]["ok"], 2, "{stats}");
 
+    // Installed again over itself (an upgrade's path through the maintainer scripts): the
+    // cache and the administrator's conffiles stay, Exim still answers from the cache.
+    root.write("etc/exim4/mta-sts.toml", "# the administrator's own\nnegative_ttl = 600\n");
+    root.ok("dpkg -i /tmp/exim-mta-sts.deb");
+    assert_eq!(root.read("etc/exim4/mta-sts.toml"), "# the administrator's own\nnegative_ttl = 600\n");
+    let show = root.ok(&format!("exim-mta-sts show {d}"));
+    assert!(show.contains("(mode enforce)"), "{show}");
+    root.ok("exim4 -bV");
+
     // Removed (not purged): the snippets stay as conffiles but include nothing, and Exim
     // routes as it did before the package.
     root.ok("dpkg -r exim-mta-sts");
