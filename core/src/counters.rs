@@ -2,8 +2,8 @@
 //! file ([`crate::tally`], `MDB_NOSYNC`): policy fetches by outcome, counted by the helper
 //! and the admin tool after a run, never by a cached `getmta` (the hot path does no write).
 //!
-//! Keys (NUL-separated): `c HOUR NAME` → count in that hour (HOUR: Unix time / 3600, ten
-//! digits; kept 48 hours), `C NAME` → count since the file was made (a Prometheus
+//! Keys (NUL-separated): `c SLOT NAME` → count in that five-minute slot (SLOT: Unix time /
+//! 300, ten digits; kept 48 hours), `C NAME` → count since the file was made (a Prometheus
 //! counter), `r` → the last `refresh` run ([`RefreshRun`]). A sent report's mark is `x DAY
 //! DOMAIN DEST` ([`Tallies::sent`]).
 
@@ -14,10 +14,12 @@ use lmdb::{Cursor, Transaction, WriteFlags};
 use std::collections::BTreeMap;
 
 /// Hours of counts kept.
-const KEEP_HOURS: u64 = 48;
+const KEEP_SLOTS: u64 = 48 * 12;
+/// Seconds per slot: "the last hour" is the last 12 or 13 slots (60 to 65 minutes).
+const SLOT: u64 = 300;
 
-fn hour_key(hour: u64, name: &str) -> Vec<u8> {
-    key(b'c', &[&format!("{hour:010}"), name])
+fn slot_key(slot: u64, name: &str) -> Vec<u8> {
+    key(b'c', &[&format!("{slot:010}"), name])
 }
 
 fn number(v: &[u8]) -> u64 {
@@ -55,15 +57,15 @@ impl RefreshRun {
 }
 
 impl Tallies {
-    /// Adds `counts` (name → n) at time `now`, and drops hours older than two days.
+    /// Adds `counts` (name → n) at time `now`, and drops slots older than two days.
     pub fn count(&self, now: u64, counts: &BTreeMap<String, u64>) -> Result<(), CacheError> {
         if counts.is_empty() {
             return Ok(());
         }
-        let hour = now / 3600;
+        let slot = now / SLOT;
         lmdbfile::write(&self.env, |t| {
             for (name, n) in counts {
-                for k in [hour_key(hour, name), key(b'C', &[name])] {
+                for k in [slot_key(slot, name), key(b'C', &[name])] {
                     let old = match t.get(self.db, &k) {
                         Ok(v) => number(v),
                         Err(lmdb::Error::NotFound) => 0,
@@ -72,7 +74,7 @@ impl Tallies {
                     t.put(self.db, &k, &(old.saturating_add(*n)).to_string(), WriteFlags::empty())?;
                 }
             }
-            let oldest = hour_key(hour.saturating_sub(KEEP_HOURS), "");
+            let oldest = slot_key(slot.saturating_sub(KEEP_SLOTS), "");
             let stale: Vec<Vec<u8>> = {
                 let mut cur = t.open_ro_cursor(self.db)?;
                 let prefix = key(b'c', &[]);
@@ -90,15 +92,15 @@ impl Tallies {
         Ok(())
     }
 
-    /// Counts (name → n) of the hours that began within the last `secs` seconds before
-    /// `now`, the current hour included (so "the last hour" covers up to two clock hours).
+    /// Counts (name → n) of the slots that began within the last `secs` seconds before
+    /// `now`, the current slot included (so "the last hour" covers 60 to 65 minutes).
     pub fn recent(&self, now: u64, secs: u64) -> Result<BTreeMap<String, u64>, CacheError> {
-        let first = now.saturating_sub(secs) / 3600;
+        let first = now.saturating_sub(secs) / SLOT;
         let prefix = key(b'c', &[]);
         let txn = self.env.begin_ro_txn()?;
         let mut cur = txn.open_ro_cursor(self.db)?;
         let mut out = BTreeMap::new();
-        for (k, v) in cur.iter_from(hour_key(first, "")).map_while(Result::ok) {
+        for (k, v) in cur.iter_from(slot_key(first, "")).map_while(Result::ok) {
             if !k.starts_with(&prefix) {
                 break;
             }
@@ -146,22 +148,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_by_hour_are_summed_over_a_window_and_pruned_after_two_days() {
+    fn counts_by_slot_are_summed_over_a_window_and_pruned_after_two_days() {
         let dir = tempfile::tempdir().unwrap();
         let t = Tallies::open(&dir.path().join("r.mdb")).unwrap();
         let one = |name: &str, n: u64| BTreeMap::from([(name.to_owned(), n)]);
-        let now = 1_800_000_000;
+        let now = 1_800_001_800; // half past: 70 minutes ago is in the previous clock hour
         t.count(now - 3 * 86_400, &one("ok", 7)).unwrap();
         t.count(now - 5 * 3600, &one("ok", 2)).unwrap();
         t.count(now - 60, &one("fetch-status", 1)).unwrap();
+        t.count(now - 70 * 60, &one("fetch-status", 4)).unwrap();
         t.count(now, &one("ok", 3)).unwrap();
         assert_eq!(
             t.recent(now, 3600).unwrap(),
             BTreeMap::from([("fetch-status".into(), 1), ("ok".into(), 3)])
         );
         assert_eq!(t.recent(now, 86_400).unwrap().get("ok"), Some(&5));
-        assert_eq!(t.totals().unwrap().get("ok"), Some(&12), "totals keep the pruned hour");
-        // The hour of three days ago is gone from the file.
+        assert_eq!(t.totals().unwrap().get("ok"), Some(&12), "totals keep the pruned slot");
+        // The slot of three days ago is gone from the file; 70 minutes ago is not the last hour.
         assert_eq!(t.recent(now, 10 * 86_400).unwrap().get("ok"), Some(&5));
     }
 
