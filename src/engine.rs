@@ -11,7 +11,6 @@ use crate::decide::{self, DaneState, Fetched, Net, Why};
 use crate::dns;
 use crate::fetch::{FetchOptions, FetchReport, Fetcher};
 use crate::shared_db::{self, Change, SharedPolicy};
-use crate::tally::Tallies;
 use crate::{dane, log};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,8 +24,8 @@ pub struct LiveNet {
     dane_ttls: (u64, u64),
     /// Policy fetches attempted (so that a failure is counted for the TLS reports once).
     pub fetches: u32,
-    /// Their outcomes (`ok` or the cause's name) and counts, for `exim-mta-sts stats`
-    /// ([`LiveNet::keep_counts`]).
+    /// Their outcomes (`ok` or the cause's name) and counts, for `exim-mta-sts stats`: the
+    /// caller keeps them in the counters file ([`crate::tally::Tallies::count`]) once per run.
     pub outcomes: BTreeMap<String, u64>,
     /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
     /// [`LiveNet::take_unsigned_nx`]).
@@ -69,23 +68,6 @@ impl LiveNet {
         };
         *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
         r
-    }
-
-    /// Adds this run's fetch outcomes to the counters (`exim-mta-sts stats`) and forgets
-    /// them (the tool; the helper writes them from a child: `helper.rs`).
-    pub fn keep_counts(&mut self, cfg: &Config, now: u64) {
-        keep_counts(cfg, &std::mem::take(&mut self.outcomes), now);
-    }
-}
-
-/// Adds fetch outcomes to the counters; a counter that cannot be kept is a warning, never
-/// a failed run.
-pub fn keep_counts(cfg: &Config, outcomes: &BTreeMap<String, u64>, now: u64) {
-    if outcomes.is_empty() {
-        return;
-    }
-    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.count(now, outcomes)) {
-        log::warn(&format!("fetch counters not kept in {}: {e}", cfg.reports.display()));
     }
 }
 

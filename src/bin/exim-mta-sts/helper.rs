@@ -12,7 +12,7 @@
 //! error: log lines, one per line, tagged with their level ([`log::use_pipe`]); the
 //! library writes them to Exim's log. Exit status 0 with an answer, 1 without.
 
-use exim_mta_sts_tool::cache::{Kind, OwnedEntry};
+use exim_mta_sts_tool::cache::{CacheError, Kind, OwnedEntry};
 use exim_mta_sts_tool::cause::Cause;
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::decide::Why;
@@ -78,12 +78,22 @@ pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode
 fn count_in_child(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64, net: &mut LiveNet) {
     let outcomes = std::mem::take(&mut net.outcomes);
     let end = sys::run_in_child(Duration::from_secs(10), || {
-        count_policy_failure(cfg, d, entry, now);
-        engine::keep_counts(cfg, &outcomes, now);
-        0
+        let kept = Tallies::open(&cfg.reports).and_then(|t| {
+            count_policy_failure(&t, cfg, d, entry, now)?;
+            t.count(now, &outcomes)
+        });
+        match kept {
+            Ok(()) => 0,
+            Err(e) => {
+                log::warn(&format!("domain={d}: counters not kept: {e}"));
+                1
+            }
+        }
     });
     match end {
         Ok(ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere) => {}
+        // Exit status 1: the child said why.
+        Ok(ChildEnd::Exited(1)) => {}
         Ok(end) => log::warn(&format!("domain={d}: counters not kept in {}: {end:?}", cfg.reports.display())),
         Err(e) => log::warn(&format!("domain={d}: counters not kept: cannot fork: {e}")),
     }
@@ -92,11 +102,17 @@ fn count_in_child(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64, net: &mut
 /// SPEC §10: a policy fetch that failed in this run is counted for the domain's TLS report
 /// (`sts-policy-fetch-error`, `sts-policy-invalid`, `sts-webpki-invalid`), under the cached
 /// policy when one is kept.
-fn count_policy_failure(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64) {
+fn count_policy_failure(
+    t: &Tallies,
+    cfg: &Config,
+    d: &str,
+    entry: &OwnedEntry,
+    now: u64,
+) -> Result<(), CacheError> {
     let Some(rt) =
         entry.cause.verdict(cfg.fetch_failure).result_type.filter(|_| matches!(entry.cause, Cause::Fetch(_)))
     else {
-        return;
+        return Ok(());
     };
     let policy = PolicySeen {
         kind: "sts".into(),
@@ -108,7 +124,5 @@ fn count_policy_failure(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64) {
     let detail = Detail { reason: entry.note.chars().take(200).collect(), ..Detail::default() };
     let day = tally::day_of(now);
     let session = Session { day: &day, domain: d, policy: &policy, key: None, failure: Some((rt, detail)) };
-    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.record(&session)) {
-        log::warn(&format!("domain={d}: TLS report count not kept: {e}"));
-    }
+    t.record(&session).map(|_| ())
 }

@@ -403,7 +403,12 @@ fn prefetch(cfg: &Config, file: &str, now: u64) -> Outcome {
         println!("{d}: {}", decide::fresh(&entry.view(), cfg).as_str());
         warmed += 1;
     }
-    net.keep_counts(cfg, clock::now());
+    if let Err(e) = exim_mta_sts_tool::tally::Tallies::open(&cfg.reports)
+        .and_then(|t| t.count(clock::now(), &net.outcomes))
+    {
+        let _ =
+            writeln!(std::io::stderr(), "prefetch: fetch counts not kept in {}: {e}", cfg.reports.display());
+    }
     println!("prefetch: {warmed} looked up, {cached} already cached, {bad} not domain names");
     Ok(ok_if(bad == 0))
 }

@@ -10,6 +10,7 @@ use exim_mta_sts_tool::decide::Why;
 use exim_mta_sts_tool::engine::{self, Begin, Engine, LiveNet, SharedWrites};
 use exim_mta_sts_tool::tally::Tallies;
 use exim_mta_sts_tool::{clock, log};
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -108,10 +109,14 @@ pub(crate) fn refresh(
     let total = due.len();
     due.sort_by_key(|(at, _, _)| *at);
     let started = std::time::Instant::now();
+    // Each worker's fetch outcomes, kept in one write at the end (never an open of the
+    // counters file per domain, nor one per thread: liblmdb allows one per process).
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     std::thread::scope(|scope| {
+        let mut workers = Vec::new();
         for _ in 0..jobs.min(total.max(1)) {
             let (job_rx, done_tx) = (&job_rx, done_tx.clone());
-            scope.spawn(move || {
+            workers.push(scope.spawn(move || {
                 let mut net = LiveNet::new(cfg);
                 loop {
                     let job = match job_rx.lock() {
@@ -120,12 +125,12 @@ pub(crate) fn refresh(
                     };
                     let Ok((d, cached)) = job else { break };
                     let entry = engine::cold(&d, cached.as_ref(), clock::now(), cfg, &mut net, Why::Refresh);
-                    net.keep_counts(cfg, clock::now());
                     if done_tx.send((d, cached, entry)).is_err() {
                         break;
                     }
                 }
-            });
+                net.outcomes
+            }));
         }
         drop(done_tx);
         let mut queue = due.into_iter().peekable();
@@ -165,6 +170,11 @@ pub(crate) fn refresh(
             }
         }
         drop(job_tx);
+        for worker in workers {
+            for (k, n) in worker.join().unwrap_or_default() {
+                *outcomes.entry(k).or_default() += n;
+            }
+        }
     });
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -177,7 +187,11 @@ pub(crate) fn refresh(
         failed: failed as u64,
         busy: busy as u64,
     };
-    if let Err(e) = Tallies::open(&cfg.reports).and_then(|t| t.set_refresh_run(&run)) {
+    let kept = Tallies::open(&cfg.reports).and_then(|t| {
+        t.count(run.finished, &outcomes)?;
+        t.set_refresh_run(&run)
+    });
+    if let Err(e) = kept {
         let _ = writeln!(
             std::io::stderr(),
             "refresh: not recorded for `stats` in {}: {e}",
