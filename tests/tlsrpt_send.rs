@@ -164,3 +164,34 @@ fn a_failed_destination_is_retried_later_with_back_off_not_at_once() {
     assert_eq!(again.code, 0, "{}{}", again.out, again.err);
     assert!(again.out.contains("waiting: tried 1 time(s), next try after "), "{}", again.out);
 }
+
+#[test]
+fn report_send_drops_counts_older_than_a_week() {
+    use exim_mta_sts_tool::tally::{PolicySeen, Session, Tallies, day_of};
+    let w = World::get();
+    let dir = w.scratch("rpt-prune");
+    let cfg = config(&dir, "report_contact = \"tlsrpt@origin.test\"");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let policy =
+        PolicySeen { kind: "sts".into(), mode: "enforce".into(), id: "1".into(), ..Default::default() };
+    let (old, kept) = (day_of(now - 8 * 86_400), day_of(now - 7 * 86_400));
+    let t = Tallies::open(&dir.join("reports.mdb")).unwrap();
+    for day in [&old, &kept] {
+        let s = Session {
+            day,
+            domain: "prune.test",
+            policy: &policy,
+            key: Some("192.0.2.1:1>192.0.2.2"),
+            failure: None,
+        };
+        assert!(t.record(&s).unwrap());
+    }
+    drop(t);
+    // A state store must exist for `report send`.
+    assert_eq!(tool(&cfg, &["prefetch", "-"], "").code, 0);
+    let r = tool(&cfg, &["report", "send"], "");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let t = Tallies::open(&dir.join("reports.mdb")).unwrap();
+    assert!(t.day(&old).unwrap().is_empty(), "eight days ago is dropped");
+    assert_eq!(t.day(&kept).unwrap().len(), 1, "seven days ago is kept");
+}

@@ -12,7 +12,8 @@
 //!
 //! Keys (NUL-separated): `t DAY DOMAIN POLICY` → the tally ([`Tally`], text lines);
 //! `p DAY DOMAIN POLICY` → the policy as reported ([`PolicySeen`]); `s DAY SESSION` → "".
-//! DAY is `YYYY-MM-DD` (UTC); POLICY is `sts:ID`, `tlsa` or `no-policy-found`.
+//! DAY is `YYYY-MM-DD` (UTC); POLICY is `sts:ID`, `tlsa` or `no-policy-found`. `report send`
+//! drops days older than a week ([`Tallies::prune`]).
 //! The same file keeps the cold path's counters for `exim-mta-sts stats` ([`crate::counters`]).
 
 use crate::cache::CacheError;
@@ -225,6 +226,30 @@ impl Tallies {
         Ok(self.env.sync(true)?)
     }
 
+    /// Drops everything recorded for the days before `first_kept` (`YYYY-MM-DD`): tallies,
+    /// policies, session keys and sent marks. Without it the file would grow by a session
+    /// key per TLS session for ever. Returns how many keys went.
+    pub fn prune(&self, first_kept: &str) -> Result<usize, CacheError> {
+        Ok(lmdbfile::write(&self.env, |t| {
+            let mut old = Vec::new();
+            for kind in [b't', b'p', b's', b'x'] {
+                let prefix = [kind, 0];
+                let mut cur = t.open_ro_cursor(self.db)?;
+                for (k, _) in cur.iter_from(prefix).map_while(Result::ok) {
+                    let Some(rest) = k.strip_prefix(prefix.as_slice()) else { break };
+                    if rest.get(..first_kept.len()).is_some_and(|day| day >= first_kept.as_bytes()) {
+                        break;
+                    }
+                    old.push(k.to_vec());
+                }
+            }
+            for k in &old {
+                t.del(self.db, k, None)?;
+            }
+            Ok(old.len())
+        })?)
+    }
+
     /// Every (domain, policy, tally) of `day`.
     pub fn day(&self, day: &str) -> Result<Vec<(String, PolicySeen, Tally)>, CacheError> {
         let txn = self.env.begin_ro_txn()?;
@@ -346,5 +371,16 @@ mod tests {
         let (detail, n) = tally.details.iter().next().unwrap();
         assert_eq!((detail.result.as_str(), detail.reason.as_str(), *n), ("certificate-expired", "x y", 2));
         assert!(t.day("2026-12-01").unwrap().is_empty());
+
+        // Pruning keeps the days from the given one on, and drops all of earlier days.
+        let older = Session { day: "2026-11-20", ..ok(Some("192.0.2.1:1000>198.51.100.1")) };
+        assert!(t.record(&older).unwrap());
+        t.mark_sent("2026-11-20", "a.example", "r@a.example", "ok 1").unwrap();
+        assert_eq!(t.prune("2026-11-25").unwrap(), 4, "tally, policy, session key, sent mark");
+        assert!(t.day("2026-11-20").unwrap().is_empty());
+        assert_eq!(t.sent("2026-11-20", "a.example", "r@a.example").unwrap(), None);
+        assert!(t.record(&older).unwrap(), "its session key went too");
+        assert_eq!(t.day("2026-12-02").unwrap().len(), 1, "later days stay");
+        assert!(!t.record(&ok(Some("192.0.2.1:1000>198.51.100.1"))).unwrap(), "and their session keys");
     }
 }

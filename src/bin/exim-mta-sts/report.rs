@@ -2,11 +2,15 @@
 //! library keeps (SPEC §10).
 
 use crate::{Failure, Outcome, print_json, usage};
+use exim_mta_sts_tool::cache::Store;
 use exim_mta_sts_tool::config::Config;
 use exim_mta_sts_tool::tally::{Tallies, day_of};
 use exim_mta_sts_tool::{report, send};
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// Days of counts kept: today and the week before.
+const KEEP_DAYS: u64 = 7;
 
 /// `YYYY-MM-DD`, or yesterday (UTC).
 fn day(date: Option<&str>, now: u64) -> Result<String, Failure> {
@@ -60,9 +64,16 @@ pub(crate) fn run(
                 days.push(day_of(now.saturating_sub(2 * 86_400)));
             }
             let mut all_ok = true;
+            let mut store = crate::open_store(cfg, true)?;
             for day in days {
                 let counts = report::counts(&tallies, &day, &merged).map_err(|e| Failure(e, 1))?;
-                all_ok &= send(cfg, &tallies, counts, &day, now)?;
+                all_ok &= send(cfg, &tallies, counts, &mut store, &day, now)?;
+            }
+            // The hourly run also keeps the file from growing for ever: a week is kept (for
+            // `report --date`), older days go.
+            let first_kept = day_of(now.saturating_sub(KEEP_DAYS * 86_400));
+            if let Err(e) = tallies.prune(&first_kept) {
+                eprintln!("report: days before {first_kept} not dropped from {}: {e}", cfg.reports.display());
             }
             Ok(crate::ok_if(all_ok))
         }
@@ -78,11 +89,11 @@ fn send(
     cfg: &Config,
     tallies: &Tallies,
     counts: report::Counts,
+    store: &mut Store,
     day: &str,
     now: u64,
 ) -> Result<bool, Failure> {
-    let mut store = crate::open_store(cfg, true)?;
-    let sent = send::send_day(cfg, tallies, counts, &mut store, day, now).map_err(|e| Failure(e, 1))?;
+    let sent = send::send_day(cfg, tallies, counts, store, day, now).map_err(|e| Failure(e, 1))?;
     for s in &sent {
         println!("{day} {} {}: {}", s.domain, s.destination, s.outcome);
     }
