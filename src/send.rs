@@ -117,7 +117,41 @@ fn post(url: &str, gz: &[u8]) -> Result<(), String> {
 
 /// The most destinations one domain's report goes to (RFC 8460 §7, R-8460-32: a `rua` list
 /// must not turn the sender into an amplifier).
-pub const MAX_DESTINATIONS: usize = 5;
+const MAX_DESTINATIONS: usize = 5;
+
+/// A domain's report destinations, from the `rua` stored with its policy (the shared
+/// database's `:report` form), at most [`MAX_DESTINATIONS`].
+pub fn destinations(rua: &str) -> impl Iterator<Item = &str> {
+    rua.split(',').map(str::trim).filter(|d| !d.is_empty()).take(MAX_DESTINATIONS)
+}
+
+/// Where sending one (day, domain, destination) stands, from its mark
+/// ([`Tallies::sent`]: `ok TIME`, or `failed FIRST-TIME ATTEMPTS REASON`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    NotTried,
+    Sent,
+    /// Failed, and tried again until 24 hours after the first failure (RFC 8460 §5.5).
+    Failing {
+        first: u64,
+        attempts: u32,
+    },
+    /// Failed for more than 24 hours: not tried again.
+    GivenUp,
+}
+
+impl Mark {
+    pub fn of(mark: Option<&str>, now: u64) -> Mark {
+        let Some(mark) = mark else { return Mark::NotTried };
+        let f: Vec<&str> = mark.split(' ').collect();
+        if f.first() == Some(&"ok") {
+            return Mark::Sent;
+        }
+        let first = f.get(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now);
+        let attempts = f.get(2).and_then(|t| t.parse::<u32>().ok()).unwrap_or(1);
+        if now > first.saturating_add(86_400) { Mark::GivenUp } else { Mark::Failing { first, attempts } }
+    }
+}
 
 /// Seconds after the first failure before attempt number `attempts + 1`.
 fn retry_wait(attempts: u32) -> u64 {
@@ -145,8 +179,7 @@ pub fn send_day(
             .read(&domain, |e| e.map(|e| e.report.to_owned()))
             .map_err(|e| e.to_string())?
             .unwrap_or_default();
-        let dests: Vec<&str> =
-            rua.split(',').map(str::trim).filter(|d| !d.is_empty()).take(MAX_DESTINATIONS).collect();
+        let dests: Vec<&str> = destinations(&rua).collect();
         if dests.is_empty() {
             out.push(Sent {
                 domain: domain.clone(),
@@ -159,24 +192,20 @@ pub fn send_day(
             let sent =
                 |outcome: String| Sent { domain: domain.clone(), destination: dest.to_owned(), outcome };
             let before = tallies.sent(day, &domain, dest).map_err(|e| e.to_string())?;
-            // `failed FIRST ATTEMPTS REASON`: RFC 8460 §5.5 (R-8460-30), retried with
-            // exponential back-off (15 min, 30 min, 1 h, ...) for 24 hours after the first.
-            let (first_failure, attempts) = match before.as_deref().map(|b| b.split(' ').collect::<Vec<_>>())
-            {
-                Some(f) if f.first() == Some(&"ok") => {
+            // RFC 8460 §5.5 (R-8460-30): retried with exponential back-off (15 min, 30 min,
+            // 1 h, ...) for 24 hours after the first failure.
+            let (first_failure, attempts) = match Mark::of(before.as_deref(), now) {
+                Mark::Sent => {
                     out.push(sent("already sent".into()));
                     continue;
                 }
-                Some(f) => (
-                    f.get(1).and_then(|t| t.parse::<u64>().ok()).unwrap_or(now),
-                    f.get(2).and_then(|t| t.parse::<u32>().ok()).unwrap_or(1),
-                ),
-                None => (now, 0),
+                Mark::GivenUp => {
+                    out.push(sent("given up: failing for more than 24 hours".into()));
+                    continue;
+                }
+                Mark::Failing { first, attempts } => (first, attempts),
+                Mark::NotTried => (now, 0),
             };
-            if now > first_failure + 86_400 {
-                out.push(sent("given up: failing for more than 24 hours".into()));
-                continue;
-            }
             let next = first_failure + retry_wait(attempts);
             if attempts > 0 && now < next {
                 out.push(sent(format!("waiting: tried {attempts} time(s), next try after {next}")));

@@ -7,6 +7,7 @@ use crate::cache::{Entry, Kind, Store};
 use crate::cause::Cause;
 use crate::config::Config;
 use crate::counters::RefreshRun;
+use crate::send::{self, Mark};
 use crate::tally::{self, Tallies};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -167,21 +168,13 @@ impl Stats {
             t.day(day).map_err(|e| e.to_string())?.into_iter().map(|(d, _, _)| d).collect();
         domains.dedup();
         for domain in domains {
-            let dests = rua.get(&domain).map_or("", String::as_str);
-            for dest in
-                dests.split(',').map(str::trim).filter(|d| !d.is_empty()).take(crate::send::MAX_DESTINATIONS)
-            {
-                match t.sent(day, &domain, dest).map_err(|e| e.to_string())? {
-                    Some(m) if m.starts_with("ok") => self.reports.sent += 1,
-                    Some(m) => {
-                        let first = m.split(' ').nth(1).and_then(|f| f.parse::<u64>().ok()).unwrap_or(now);
-                        if now > first.saturating_add(86_400) {
-                            self.reports.failed += 1;
-                        } else {
-                            self.reports.pending += 1;
-                        }
-                    }
-                    None => self.reports.pending += 1,
+            let rua = rua.get(&domain).map_or("", String::as_str);
+            for dest in send::destinations(rua) {
+                let mark = t.sent(day, &domain, dest).map_err(|e| e.to_string())?;
+                match Mark::of(mark.as_deref(), now) {
+                    Mark::Sent => self.reports.sent += 1,
+                    Mark::GivenUp => self.reports.failed += 1,
+                    Mark::NotTried | Mark::Failing { .. } => self.reports.pending += 1,
                 }
             }
         }
