@@ -56,6 +56,36 @@ impl Resolver for StubResolver {
     }
 }
 
+/// The HTTPS client's settings for policy fetches, also used to POST TLS reports
+/// (RFC 8460 §5.4): `timeout` for the whole exchange.
+pub fn strict_config(timeout: Duration) -> ureq::config::Config {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    ureq::Agent::config_builder()
+        // RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .https_only(true)
+        // RFC.md A-26: no proxy from the environment.
+        .proxy(None)
+        // RFC 8461 §3.3: "HTTP caching … MUST NOT be used"; no pooled connections
+        // either, so that nothing is shared with a forked child.
+        .max_idle_connections(0)
+        .max_idle_connections_per_host(0)
+        // RFC 8461 §3.3 MAY: one deadline for everything, body included.
+        .timeout_global(Some(timeout))
+        .user_agent(concat!("exim-mta-sts/", env!("CARGO_PKG_VERSION")))
+        // RFC 8461 §3.3 / §7.1: PKIX validation against the system's roots, with SNI set
+        // to the host of the URL.
+        .tls_config(
+            TlsConfig::builder()
+                .provider(TlsProvider::Rustls)
+                .root_certs(RootCerts::PlatformVerifier)
+                .use_sni(true)
+                .build(),
+        )
+        .build()
+}
+
 /// An HTTPS client set up for policy fetches. Build one per process (it loads the
 /// system's CA certificates) and a new one after `fork()`.
 pub struct Fetcher {
@@ -67,31 +97,7 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(resolver: dns::Resolver, opts: FetchOptions) -> Fetcher {
-        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-        let config = ureq::Agent::config_builder()
-            // RFC 8461 §3.3: "HTTP 3xx redirects MUST NOT be followed".
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .https_only(true)
-            // RFC.md A-26: no proxy from the environment.
-            .proxy(None)
-            // RFC 8461 §3.3: "HTTP caching … MUST NOT be used"; no pooled connections
-            // either, so that nothing is shared with a forked child.
-            .max_idle_connections(0)
-            .max_idle_connections_per_host(0)
-            // RFC 8461 §3.3 MAY: one deadline for everything, body included.
-            .timeout_global(Some(opts.timeout))
-            .user_agent(concat!("exim-mta-sts/", env!("CARGO_PKG_VERSION")))
-            // RFC 8461 §3.3 / §7.1: PKIX validation against the system's roots, with
-            // SNI set to the policy host (the URL's host).
-            .tls_config(
-                TlsConfig::builder()
-                    .provider(TlsProvider::Rustls)
-                    .root_certs(RootCerts::PlatformVerifier)
-                    .use_sni(true)
-                    .build(),
-            )
-            .build();
+        let config = strict_config(opts.timeout);
         let agent = ureq::Agent::with_parts(config, DefaultConnector::new(), StubResolver(resolver.clone()));
         Fetcher { agent, opts, resolver }
     }

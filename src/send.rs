@@ -94,18 +94,7 @@ fn sendmail(cfg: &Config, msg: &[u8]) -> Result<(), String> {
 /// POSTs `gz` to an `https:` destination (RFC 8460 §5.4: `application/tlsrpt+gzip`),
 /// with the system's trust store, no redirect, no proxy, one minute at most.
 fn post(url: &str, gz: &[u8]) -> Result<(), String> {
-    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
-    let tls =
-        TlsConfig::builder().provider(TlsProvider::Rustls).root_certs(RootCerts::PlatformVerifier).build();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .https_only(true)
-        .max_redirects(0)
-        .proxy(None)
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
-        .tls_config(tls)
-        .build()
-        .into();
+    let agent = ureq::Agent::new_with_config(crate::fetch::strict_config(std::time::Duration::from_secs(60)));
     let resp = agent
         .post(url)
         .header("Content-Type", "application/tlsrpt+gzip")
