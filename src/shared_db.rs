@@ -11,7 +11,7 @@
 //! after `getmta` returns sees the change. Other processes (the admin tool) call [`apply`].
 
 use crate::lmdbfile::{self, OpenError};
-use crate::sys::{self, ChildEnd};
+use crate::sys;
 use lmdb::{Cursor, EnvironmentFlags, Transaction, WriteFlags};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -100,13 +100,9 @@ pub fn update_in_child(path: &Path, domain: &str, change: &Change) -> Result<(),
         }
     })
     .map_err(|e| format!("cannot fork to update {}: {e}", path.display()))?;
-    match end {
-        ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere => Ok(()),
-        ChildEnd::Exited(n) => Err(format!("updating {} failed (child exit status {n})", path.display())),
-        ChildEnd::Signalled(s) => {
-            Err(format!("updating {} failed (child killed by signal {s})", path.display()))
-        }
-        ChildEnd::TimedOut => Err(format!("updating {} took longer than {CHILD_DEADLINE:?}", path.display())),
+    match end.failure() {
+        None => Ok(()),
+        Some(why) => Err(format!("updating {} failed ({why})", path.display())),
     }
 }
 

@@ -47,6 +47,18 @@ pub enum ChildEnd {
     TimedOut,
 }
 
+impl ChildEnd {
+    /// How it failed, in words; `None` when it succeeded (or its status is unknown).
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere => None,
+            ChildEnd::Exited(n) => Some(format!("child exit status {n}")),
+            ChildEnd::Signalled(s) => Some(format!("child killed by signal {s}")),
+            ChildEnd::TimedOut => Some("child past its deadline, killed".to_owned()),
+        }
+    }
+}
+
 /// Runs `job` in a forked child process and waits for it, at most `deadline`.
 /// The child runs `job` and leaves with `_exit(job())`: no atexit handlers, no stdio
 /// flush, nothing of the parent's state (Exim's) touched. Only the child's own pid is

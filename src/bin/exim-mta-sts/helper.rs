@@ -91,10 +91,13 @@ fn count_in_child(cfg: &Config, d: &str, entry: &OwnedEntry, now: u64, net: &mut
         }
     });
     match end {
-        Ok(ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere) => {}
         // Exit status 1: the child said why.
         Ok(ChildEnd::Exited(1)) => {}
-        Ok(end) => log::warn(&format!("domain={d}: counters not kept in {}: {end:?}", cfg.reports.display())),
+        Ok(end) => {
+            if let Some(why) = end.failure() {
+                log::warn(&format!("domain={d}: counters not kept in {} ({why})", cfg.reports.display()));
+            }
+        }
         Err(e) => log::warn(&format!("domain={d}: counters not kept: cannot fork: {e}")),
     }
 }
