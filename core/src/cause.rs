@@ -28,6 +28,26 @@ pub enum ResultType {
 }
 
 impl ResultType {
+    /// Every registered type.
+    pub const ALL: [ResultType; 11] = [
+        ResultType::StarttlsNotSupported,
+        ResultType::CertificateHostMismatch,
+        ResultType::CertificateExpired,
+        ResultType::CertificateNotTrusted,
+        ResultType::ValidationFailure,
+        ResultType::TlsaInvalid,
+        ResultType::DnssecInvalid,
+        ResultType::DaneRequired,
+        ResultType::StsPolicyFetchError,
+        ResultType::StsPolicyInvalid,
+        ResultType::StsWebpkiInvalid,
+    ];
+
+    /// The type a registered name stands for.
+    pub fn from_name(name: &str) -> Option<ResultType> {
+        ResultType::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     /// The registered name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -93,19 +93,17 @@ pub fn outcome(ev: &Event<'_>, policy: &PolicySeen) -> Option<Option<(ResultType
     match (ev.name, policy.kind.as_str(), policy.mode.as_str()) {
         // Exim's DANE names the RFC 8460 result type itself.
         ("dane:fail", "tlsa", _) => {
-            let rt = [
-                ResultType::TlsaInvalid,
-                ResultType::DnssecInvalid,
-                ResultType::DaneRequired,
-                ResultType::ValidationFailure,
-                ResultType::StarttlsNotSupported,
-                ResultType::CertificateHostMismatch,
-                ResultType::CertificateExpired,
-                ResultType::CertificateNotTrusted,
-            ]
-            .into_iter()
-            .find(|r| r.as_str() == ev.data)
-            .unwrap_or(ResultType::ValidationFailure);
+            // A session-level type only (an sts-policy-* type is no delivery's to give).
+            let rt = ResultType::from_name(ev.data)
+                .filter(|r| {
+                    !matches!(
+                        r,
+                        ResultType::StsPolicyFetchError
+                            | ResultType::StsPolicyInvalid
+                            | ResultType::StsWebpkiInvalid
+                    )
+                })
+                .unwrap_or(ResultType::ValidationFailure);
             Some(Some((rt, detail(ev.data))))
         }
         // Successes are read at the EHLO after STARTTLS, in the transport's own process:
