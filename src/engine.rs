@@ -22,9 +22,8 @@ pub struct LiveNet {
     opts: FetchOptions,
     /// `dane_min_ttl` and `negative_ttl` (see [`dane::check`]).
     dane_ttls: (u64, u64),
-    /// Policy fetches attempted (so that a failure is counted for the TLS reports once).
-    pub fetches: u32,
-    /// Their outcomes (`ok` or the cause's name) and counts, for `exim-mta-sts stats`: the
+    /// The policy fetches of this run by outcome (`ok` or the cause's name), for
+    /// `exim-mta-sts stats` and so that a failed fetch is counted for the TLS reports once: the
     /// caller keeps them in the counters file ([`crate::tally::Tallies::count`]) once per run.
     pub outcomes: BTreeMap<String, u64>,
     /// The last TXT name answered by an unsigned NXDOMAIN without a CNAME (see
@@ -43,7 +42,6 @@ impl LiveNet {
                 require_text_plain: cfg.require_text_plain,
             },
             dane_ttls: (cfg.dane_min_ttl, cfg.negative_ttl),
-            fetches: 0,
             outcomes: BTreeMap::new(),
             unsigned_nx: None,
         }
@@ -55,7 +53,6 @@ impl LiveNet {
 
     /// The policy fetch with what it saw on the way (for the admin tool's `check`).
     pub fn fetch_report(&mut self, domain: &str) -> (FetchReport, Result<Fetched, FetchError>) {
-        self.fetches += 1;
         let resolver = &self.resolver;
         let opts = &self.opts;
         let r = self

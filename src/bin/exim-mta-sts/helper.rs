@@ -62,7 +62,7 @@ pub(crate) fn helper(cfg: &Config, domain: Option<&str>, seed: bool) -> ExitCode
             entry
         }
     };
-    if net.fetches > 0 {
+    if !net.outcomes.is_empty() {
         count_in_child(cfg, &d, &entry, now, &mut net);
     }
     let mut out = std::io::stdout().lock();
