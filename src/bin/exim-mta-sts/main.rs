@@ -73,7 +73,7 @@ enum Command {
     /// used recently; run it from a timer or cron
     Refresh {
         /// Only domains Exim used within this many days
-        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        #[arg(long, default_value_t = exim_mta_sts_tool::stats::IN_USE / 86_400, value_name = "DAYS")]
         used_within: u64,
         /// Skip policies fetched less than this many hours ago
         #[arg(long, default_value_t = 12, value_name = "HOURS")]
