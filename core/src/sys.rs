@@ -75,6 +75,12 @@ pub fn run_in_child(deadline: Duration, job: impl FnOnce() -> i32) -> Result<Chi
         // SAFETY: _exit never returns and runs no handlers.
         unsafe { libc::_exit(code) };
     }
+    wait_for(pid, deadline)
+}
+
+/// Waits for our child `pid` at most `deadline`, then kills and reaps it. Only that pid is
+/// waited for, so Exim's other children are left alone.
+pub fn wait_for(pid: libc::pid_t, deadline: Duration) -> Result<ChildEnd, std::io::Error> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(200);
     loop {

@@ -8,13 +8,14 @@
 
 use mta_sts_core::cause::HelperError;
 use mta_sts_core::config::Config;
+use mta_sts_core::sys::ChildEnd;
 use mta_sts_core::{account, log, sys};
 use std::io::{ErrorKind, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
 
 /// An answer bigger than this is not one (an entry holds at most a 64 KiB policy by default).
 const MAX_ANSWER: usize = 4 << 20;
@@ -65,20 +66,22 @@ pub fn run(cfg: &Config, config_path: &Path, args: &[&str]) -> Result<Vec<u8>, F
     })?;
     let deadline = Instant::now() + cfg.helper_deadline();
     let (out, err) = collect(&mut child, deadline);
-    let status = finish(&mut child, deadline);
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+    let end = sys::wait_for(pid, deadline.saturating_duration_since(Instant::now()));
     pass_on_log(&err);
-    let status = status
-        .map_err(|e| (e, format!("{}: no answer within {:?}", helper.display(), cfg.helper_deadline())))?;
-    match status {
-        // Exim reaped it (its own SIGCHLD handling): the answer decides.
-        None if !out.is_empty() => Ok(out),
-        Some(s) if s.success() && !out.is_empty() => Ok(out),
-        Some(s) if s.signal().is_some() => Err((
-            HelperError::Killed,
-            format!("{}: killed by signal {}", helper.display(), s.signal().unwrap_or(0)),
-        )),
-        Some(s) => Err((HelperError::NoAnswer, format!("{}: {s} without an answer", helper.display()))),
-        None => Err((HelperError::NoAnswer, format!("{}: ended without an answer", helper.display()))),
+    let h = helper.display();
+    match end {
+        // Reaped by Exim (its own SIGCHLD handling): the answer decides.
+        Ok(ChildEnd::Exited(0) | ChildEnd::ReapedElsewhere) if !out.is_empty() => Ok(out),
+        Ok(ChildEnd::TimedOut) => {
+            Err((HelperError::Deadline, format!("{h}: no answer within {:?}", cfg.helper_deadline())))
+        }
+        Ok(ChildEnd::Signalled(s)) => Err((HelperError::Killed, format!("{h}: killed by signal {s}"))),
+        Ok(ChildEnd::Exited(n)) if n != 0 => {
+            Err((HelperError::NoAnswer, format!("{h}: exit status {n} without an answer")))
+        }
+        Ok(_) => Err((HelperError::NoAnswer, format!("{h}: ended without an answer"))),
+        Err(e) => Err((HelperError::NoAnswer, format!("{h}: cannot wait for it: {e}"))),
     }
 }
 
@@ -156,26 +159,6 @@ fn collect(child: &mut Child, deadline: Instant) -> (Vec<u8>, Vec<u8>) {
         }
     }
     (out, err)
-}
-
-/// Waits for the child until the deadline; past it, kills and reaps it. `Ok(None)` when
-/// somebody else (Exim) reaped it.
-fn finish(child: &mut Child, deadline: Instant) -> Result<Option<ExitStatus>, HelperError> {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(Some(status)),
-            Ok(None) => {}
-            Err(_) => return Ok(None),
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HelperError::Deadline);
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(10));
-    }
 }
 
 /// Writes the helper's log lines to Exim's log (each line cut at 2000 bytes).
